@@ -1,0 +1,72 @@
+"""Corpus encoding speed: listrank's Encoder vs sentence-transformers `encode`, side by side.
+
+Same model (the bundled all-MiniLM-L6-v2), same texts (SciFact title + abstract), same max length,
+batch size and torch threads, in one process, runs interleaved so machine load hits both alike.
+
+    LISTRANK_DATA=../shared/data python benchmarks/bench_encode.py [--docs 1000] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from listrank.datasets import resolve
+from listrank.encoder import Encoder, default_model_path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="beir/scifact")
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    from sentence_transformers import SentenceTransformer
+
+    texts = [d.full_text() for d in resolve(args.dataset).corpus[: args.docs]]
+    model_path = str(default_model_path())
+    st = SentenceTransformer(model_path, device="cpu")
+    st.max_seq_length = args.max_length
+    contenders = {
+        "sentence-transformers (fp32)": lambda t: st.encode(t, batch_size=args.batch_size, convert_to_numpy=True),
+    }
+    for precision in ("fp32", "auto"):
+        enc = Encoder(max_length=args.max_length, precision=precision, device="cpu")
+        label = f"listrank ({'bf16' if enc.use_bf16 else 'fp32'}{', default' if precision == 'auto' else ''})"
+        contenders[label] = (lambda e: lambda t: e.encode(t, batch_size=args.batch_size))(enc)
+
+    for fn in contenders.values():  # warm-up: first calls pay for allocation and kernel selection
+        fn(texts[: args.batch_size])
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(args.repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn(texts)
+            times[name].append(time.perf_counter() - start)
+
+    base = "sentence-transformers (fp32)"
+    base_rate = len(texts) / min(times[base])
+    print(f"{len(texts)} docs of {args.dataset}, max length {args.max_length}, batch {args.batch_size}, "
+          f"torch threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
+    print(f"{'encoder':34s} {'docs/s (best)':>14s} {'docs/s (median)':>16s} {'ratio vs ST':>12s}")
+    rows = []
+    for name, ts in times.items():
+        best, median = len(texts) / min(ts), len(texts) / statistics.median(ts)
+        rows.append({"encoder": name, "docs_per_s_best": best, "docs_per_s_median": median, "ratio": best / base_rate})
+        print(f"{name:34s} {best:14.1f} {median:16.1f} {best / base_rate:11.2f}x")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"docs": len(texts), "threads": torch.get_num_threads(), "rows": rows}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""The records every subcommand shares, and their readers and writers.
+
+One definition per format (documented in docs/formats.md):
+
+* corpus    BEIR `corpus.jsonl`   {"_id", "title", "text"}
+* queries   BEIR `queries.jsonl`  {"_id", "text"}  or a TSV `qid<TAB>text` (no header)
+* qrels     BEIR `qrels/<split>.tsv` with header `query-id<TAB>corpus-id<TAB>score`,
+            or TREC 4-column `qid 0 docid rel`
+* run       JSONL, one query a line: {"query_id", "hits": [{"doc_id", "score"}, ...]} best first;
+            TREC 6-column `qid Q0 docid rank score tag` (ranks 1-based) in and out
+* synthetic JSONL, one query a line (written by `listrank gen`), see `SyntheticList`
+
+Readers raise `FormatError` ("file:line: what was wrong") on the first bad line, or, when
+`skip_invalid=True`, skip it and count it in `ReadStats`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from listrank.atomic import atomic_write
+from listrank.errors import FormatError
+
+PathLike = str | os.PathLike
+
+# qid -> docid -> graded relevance
+Qrels = dict[str, dict[str, int]]
+# qid -> docid -> score (pytrec_eval's shape); ordering comes from the scores
+Run = dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    title: str = ""
+
+    def full_text(self, sep: str = " ") -> str:
+        """Title and text joined, as dense encoders and flat BM25 see a BEIR document."""
+        return f"{self.title}{sep}{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    text: str
+
+
+@dataclass
+class SyntheticPassage:
+    id: str  # `{qid}_l_{level}_d_{i}`, the id scheme of the published SyCL data
+    level: int
+    text: str
+
+
+@dataclass
+class SyntheticList:
+    """One query and its LLM-written passages at graded relevance levels (`listrank gen` output)."""
+
+    query_id: str
+    query: str
+    passages: list[SyntheticPassage]
+    generator: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def passage_id(query_id: str, level: int, index: int) -> str:
+        return f"{query_id}_l_{level}_d_{index}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query_id": self.query_id,
+            "query": self.query,
+            "passages": [asdict(p) for p in self.passages],
+            "generator": self.generator,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "SyntheticList":
+        passages = obj["passages"]
+        if not isinstance(passages, list) or not passages:
+            raise ValueError("'passages' must be a non-empty list")
+        return cls(
+            query_id=str(obj["query_id"]),
+            query=_text(obj["query"], "query"),
+            passages=[
+                SyntheticPassage(id=str(p["id"]), level=int(p["level"]), text=_text(p["text"], "text"))
+                for p in passages
+            ],
+            generator=dict(obj.get("generator") or {}),
+        )
+
+
+@dataclass
+class ReadStats:
+    """How many lines a reader took and skipped (with `skip_invalid=True`)."""
+
+    read: int = 0
+    skipped: int = 0
+    first_errors: list[str] = field(default_factory=list)
+
+    def skip(self, err: FormatError) -> None:
+        self.skipped += 1
+        if len(self.first_errors) < 5:
+            self.first_errors.append(str(err))
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"'{name}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise FormatError(path, None, "no such file")
+    if path.is_dir():
+        raise FormatError(path, None, "is a folder, expected a file")
+
+
+def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, line without newline), skipping blank lines."""
+    path = Path(path)
+    _check_exists(path)
+    with open(path, encoding="utf-8") as fh:
+        try:
+            for lineno, line in enumerate(fh, 1):
+                line = line.rstrip("\n").rstrip("\r")
+                if line.strip():
+                    yield lineno, line
+        except UnicodeDecodeError as e:
+            raise FormatError(path, None, f"not UTF-8 text ({e.reason})") from None
+
+
+def read_jsonl(
+    path: PathLike,
+    parse: Callable[[dict[str, Any]], Any],
+    *,
+    skip_invalid: bool = False,
+    stats: ReadStats | None = None,
+) -> Iterator[Any]:
+    """Parse each JSON object line with `parse`; any error becomes `file:line: reason`."""
+    stats = stats if stats is not None else ReadStats()
+    for lineno, line in _lines(path):
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            record = parse(obj)
+        except json.JSONDecodeError as e:
+            err = FormatError(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})")
+        except KeyError as e:
+            err = FormatError(path, lineno, f"missing field {e.args[0]!r}")
+        except (ValueError, TypeError) as e:
+            err = FormatError(path, lineno, str(e))
+        else:
+            stats.read += 1
+            yield record
+            continue
+        if not skip_invalid:
+            raise err
+        stats.skip(err)
+
+
+def _require_nonempty(path: PathLike, items: list, what: str) -> list:
+    if not items:
+        raise FormatError(path, None, f"empty file: expected {what}")
+    return items
+
+
+# --- corpus ---------------------------------------------------------------------------------
+
+def _parse_document(obj: dict[str, Any]) -> Document:
+    doc_id = obj["_id"] if "_id" in obj else obj["id"]
+    return Document(id=str(doc_id), text=_text(obj["text"], "text"), title=_text(obj.get("title") or "", "title"))
+
+
+def read_corpus(path: PathLike, *, skip_invalid: bool = False) -> list[Document]:
+    docs = list(read_jsonl(path, _parse_document, skip_invalid=skip_invalid))
+    return _require_nonempty(path, docs, 'documents {"_id", "title", "text"}')
+
+
+def write_corpus(path: PathLike, docs: Iterable[Document]) -> None:
+    with atomic_write(path) as fh:
+        for d in docs:
+            fh.write(json.dumps({"_id": d.id, "title": d.title, "text": d.text}, ensure_ascii=False) + "\n")
+
+
+# --- queries --------------------------------------------------------------------------------
+
+def _parse_query(obj: dict[str, Any]) -> Query:
+    qid = obj["_id"] if "_id" in obj else obj["id"] if "id" in obj else obj["query_id"]
+    text = obj["text"] if "text" in obj else obj["query"]
+    text = _text(text, "text")
+    if not text.strip():
+        raise ValueError("empty query text")
+    return Query(id=str(qid), text=text)
+
+
+def read_queries(path: PathLike, *, skip_invalid: bool = False, stats: ReadStats | None = None) -> list[Query]:
+    """Queries from `.jsonl` ({"_id", "text"}) or `.tsv`/`.txt` (`qid<TAB>text`)."""
+    path = Path(path)
+    stats = stats if stats is not None else ReadStats()
+    if path.suffix in (".jsonl", ".json"):
+        queries = list(read_jsonl(path, _parse_query, skip_invalid=skip_invalid, stats=stats))
+    else:
+        queries = []
+        for lineno, line in _lines(path):
+            parts = line.split("\t")
+            if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
+                err = FormatError(path, lineno, f"expected 'qid<TAB>text', got {line[:60]!r}")
+                if not skip_invalid:
+                    raise err
+                stats.skip(err)
+                continue
+            stats.read += 1
+            queries.append(Query(id=parts[0].strip(), text="\t".join(parts[1:]).strip()))
+    seen: set[str] = set()
+    for q in queries:
+        if q.id in seen:
+            raise FormatError(path, None, f"query id {q.id!r} appears more than once")
+        seen.add(q.id)
+    return _require_nonempty(path, queries, "queries")
+
+
+def write_queries(path: PathLike, queries: Iterable[Query]) -> None:
+    with atomic_write(path) as fh:
+        for q in queries:
+            fh.write(json.dumps({"_id": q.id, "text": q.text}, ensure_ascii=False) + "\n")
+
+
+# --- qrels ----------------------------------------------------------------------------------
+
+def read_qrels(path: PathLike) -> Qrels:
+    """BEIR TSV (`query-id corpus-id score`, header optional) or TREC (`qid 0 docid rel`)."""
+    qrels: Qrels = {}
+    for lineno, line in _lines(path):
+        parts = line.split()
+        if lineno == 1 and parts[:2] == ["query-id", "corpus-id"]:
+            continue
+        if len(parts) == 3:
+            qid, docid, rel = parts
+        elif len(parts) == 4:
+            qid, _, docid, rel = parts
+        else:
+            raise FormatError(
+                path, lineno, f"expected 'qid docid score' (BEIR) or 'qid 0 docid rel' (TREC), got {len(parts)} columns"
+            )
+        try:
+            grade = int(float(rel))
+        except ValueError:
+            raise FormatError(path, lineno, f"relevance {rel!r} is not a number") from None
+        qrels.setdefault(qid, {})[docid] = grade
+    _require_nonempty(path, list(qrels), "relevance judgements")
+    return qrels
+
+
+def write_qrels(path: PathLike, qrels: Qrels) -> None:
+    """BEIR TSV with header."""
+    with atomic_write(path) as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for qid, docs in qrels.items():
+            for docid, rel in docs.items():
+                fh.write(f"{qid}\t{docid}\t{rel}\n")
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+class RunFormat(str, enum.Enum):
+    """How a run is written; readers detect the format from the content."""
+
+    jsonl = "jsonl"
+    trec = "trec"
+
+
+def sorted_hits(hits: dict[str, float]) -> list[tuple[str, float]]:
+    """Best first; ties broken by doc id (descending, as trec_eval does) so ranks are stable."""
+    return sorted(hits.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+
+
+def _parse_run_line(obj: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    hits = obj["hits"]
+    if not isinstance(hits, list):
+        raise ValueError("'hits' must be a list")
+    return str(obj["query_id"]), {str(h["doc_id"]): float(h["score"]) for h in hits}
+
+
+def _read_trec_run(path: PathLike) -> Run:
+    run: Run = {}
+    for lineno, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 6:
+            raise FormatError(path, lineno, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
+        qid, _, docid, _, score, _ = parts
+        try:
+            run.setdefault(qid, {})[docid] = float(score)
+        except ValueError:
+            raise FormatError(path, lineno, f"score {score!r} is not a number") from None
+    return run
+
+
+def read_run(path: PathLike) -> Run:
+    """A run in listrank JSONL or TREC format (detected from the first non-blank line)."""
+    first = next(_lines(path), None)
+    if first is None:
+        raise FormatError(path, None, "empty file: expected a run (JSONL or TREC)")
+    if first[1].lstrip().startswith("{"):
+        run: Run = {}
+        for qid, hits in read_jsonl(path, _parse_run_line):
+            run.setdefault(qid, {}).update(hits)
+    else:
+        run = _read_trec_run(path)
+    return run
+
+
+def write_run(path: PathLike, run: Run, fmt: RunFormat = RunFormat.jsonl, tag: str = "listrank") -> None:
+    fmt = RunFormat(fmt)
+    with atomic_write(path) as fh:
+        for qid, hits in run.items():
+            ranked = sorted_hits(hits)
+            if fmt is RunFormat.jsonl:
+                obj = {"query_id": qid, "hits": [{"doc_id": d, "score": round(s, 6)} for d, s in ranked]}
+                fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            else:
+                for rank, (docid, score) in enumerate(ranked, 1):
+                    fh.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+
+
+# --- synthetic lists ------------------------------------------------------------------------
+
+def read_synthetic(path: PathLike, *, skip_invalid: bool = False, stats: ReadStats | None = None) -> list[SyntheticList]:
+    lists = list(read_jsonl(path, SyntheticList.from_json, skip_invalid=skip_invalid, stats=stats))
+    return _require_nonempty(path, lists, "synthetic lists (listrank gen output)")
+
+
+def synthetic_jsonl_line(record: SyntheticList) -> str:
+    return json.dumps(record.to_json(), ensure_ascii=False) + "\n"

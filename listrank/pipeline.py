@@ -1,0 +1,88 @@
+"""Dataset -> (cached) index -> run: what `listrank eval --dataset X` does when given no run.
+
+Indexes are cached under `<cache>/indexes/<dataset>/<retriever>` and reused only when their
+fingerprint (corpus, and for dense the encoder's weights/pooling/normalisation/max length) matches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from listrank import bm25
+from listrank.datasets import Dataset, cache_dir
+from listrank.encoder import Encoder
+from listrank.formats import Run
+from listrank.index import build_dense_index, corpus_fingerprint, index_matches
+from listrank.progress import stderr_console
+from listrank.search import search
+
+
+@dataclass
+class DenseSettings:
+    """How a dense retriever encodes: the flags `index`, `search` and `eval` share."""
+
+    model: str | None = None
+    pooling: str | None = None
+    normalize: bool | None = None
+    max_length: int = 256
+    batch_size: int = 64
+    precision: str = "auto"
+
+    def encoder(self) -> Encoder:
+        return Encoder(self.model, pooling=self.pooling, normalize=self.normalize, max_length=self.max_length,
+                       precision=self.precision)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def index_cache_dir(dataset: Dataset, retriever: str) -> Path:
+    base = Path(os.environ.get("LISTRANK_INDEX_CACHE") or cache_dir() / "indexes")
+    return base / _slug(dataset.id) / _slug(retriever)
+
+
+def ensure_dense_index(dataset: Dataset, encoder: Encoder, batch_size: int = 64,
+                       index_dir: Path | None = None, show_progress: bool = True) -> Path:
+    """Reuse the cached dense index for this dataset and encoder, or build it."""
+    docs = dataset.corpus
+    spec = encoder.spec()
+    index_dir = index_dir or index_cache_dir(dataset, f"dense-{spec.weights_sha256[:12]}-{spec.pooling}"
+                                                      f"-{'norm' if spec.normalize else 'raw'}-{spec.max_length}")
+    if index_matches(index_dir, "dense", corpus_fingerprint(docs), spec):
+        stderr_console.print(f"reusing index {index_dir}", highlight=False)
+        return index_dir
+    build_dense_index(encoder, docs, index_dir, batch_size=batch_size, show_progress=show_progress,
+                      dataset=dataset.id)
+    return index_dir
+
+
+def ensure_bm25_index(dataset: Dataset, index_dir: Path | None = None, show_progress: bool = True) -> Path:
+    index_dir = index_dir or index_cache_dir(dataset, "bm25-flat")
+    _, built = bm25.ensure_index(dataset.corpus_file, index_dir, progress=show_progress)
+    if not built:
+        stderr_console.print(f"reusing index {index_dir}", highlight=False)
+    return index_dir
+
+
+def retrieve(
+    dataset: Dataset,
+    split: str,
+    *,
+    use_bm25: bool = False,
+    dense: DenseSettings | None = None,
+    k: int = 1000,
+    show_progress: bool = True,
+) -> Run:
+    """Index the dataset's corpus (cached) and search the queries judged in `split`."""
+    queries = dataset.queries(split)
+    if use_bm25:
+        index_dir = ensure_bm25_index(dataset, show_progress=show_progress)
+        return search(index_dir, queries, k, show_progress=show_progress)
+    dense = dense or DenseSettings()
+    encoder = dense.encoder()
+    index_dir = ensure_dense_index(dataset, encoder, dense.batch_size, show_progress=show_progress)
+    return search(index_dir, queries, k, encoder=encoder, batch_size=dense.batch_size, show_progress=show_progress)

@@ -1,0 +1,59 @@
+"""Queries -> runs, against a dense or BM25 index folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from listrank.encoder import Encoder
+from listrank.errors import ListrankError
+from listrank.formats import Query, Run
+from listrank.index import DenseIndex, read_meta
+
+
+def dense_search(
+    index: DenseIndex,
+    queries: Sequence[Query],
+    k: int = 100,
+    *,
+    encoder: Encoder | None = None,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> Run:
+    """Encode the queries with the indexed encoder (or check the given one) and take the exact top-k."""
+    if encoder is None:
+        spec = index.encoder_spec
+        encoder = Encoder(spec.model, pooling=spec.pooling, normalize=spec.normalize, max_length=spec.max_length)
+    index.check_encoder(encoder)
+    query_emb = encoder.encode([q.text for q in queries], batch_size=batch_size, show_progress=show_progress,
+                               description="search")
+    return index.rank([q.id for q in queries], query_emb, k)
+
+
+def search(
+    index_dir: str | os.PathLike,
+    queries: Sequence[Query],
+    k: int = 100,
+    *,
+    encoder: Encoder | None = None,
+    batch_size: int = 64,
+    threads: int | None = None,
+    show_progress: bool = True,
+) -> Run:
+    """Search any listrank index folder; the kind (dense or bm25) comes from its metadata."""
+    if not queries:
+        raise ListrankError("no queries to search")
+    if k < 1:
+        raise ListrankError(f"-k must be at least 1, got {k}")
+    kind = read_meta(index_dir).get("kind")
+    if kind == "dense":
+        return dense_search(DenseIndex.open(index_dir), queries, k, encoder=encoder, batch_size=batch_size,
+                            show_progress=show_progress)
+    if kind == "bm25":
+        if encoder is not None:
+            raise ListrankError(f"{index_dir} is a BM25 index: --model does not apply")
+        from listrank import bm25
+
+        return bm25.search(Path(index_dir), list(queries), k=k, threads=threads or os.cpu_count() or 1)
+    raise ListrankError(f"{index_dir}: unknown index kind {kind!r}")

@@ -1,0 +1,57 @@
+"""Shared fixtures: the real datasets (through $LISTRANK_DATA) and the bundled encoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _data_root() -> Path | None:
+    for candidate in (os.environ.get("LISTRANK_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if candidate and (Path(candidate) / "beir" / "scifact").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    if root is None:
+        pytest.skip("real datasets not found: set LISTRANK_DATA to the shared data folder")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Never read or write the user's cache from tests."""
+    monkeypatch.setenv("LISTRANK_CACHE", str(tmp_path / "listrank-cache"))
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from listrank.encoder import Encoder
+
+    return Encoder(max_length=128)
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory):
+    """The bundled model's files with one weight nudged: same architecture, another identity."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from listrank.encoder import default_model_path
+
+    path = tmp_path_factory.mktemp("other-model") / "model"
+    shutil.copytree(default_model_path(), path)
+    weights = load_file(path / "model.safetensors")
+    name = next(k for k in weights if "encoder.layer.0" in k)
+    weights[name] = weights[name] + 0.01
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    return path
