@@ -139,7 +139,8 @@ class Encoder(torch.nn.Module):
         model: HF id or local path; None for the bundled all-MiniLM-L6-v2.
         pooling: 'mean' or 'cls'; None reads a sentence-transformers folder's choice (else 'mean').
         normalize: L2-normalise embeddings; None reads the folder's choice (else False).
-        max_length: tokens per text (default 256, as in the SyCL paper).
+        max_length: tokens per text; None reads a sentence-transformers folder's max_seq_length
+            (else 256, as in the SyCL paper).
         precision: 'auto' (bf16 autocast where natively supported), 'bf16' or 'fp32'.
     """
 
@@ -148,7 +149,7 @@ class Encoder(torch.nn.Module):
         model: str | os.PathLike | None = None,
         pooling: str | None = None,
         normalize: bool | None = None,
-        max_length: int = 256,
+        max_length: int | None = None,
         device: str | torch.device | None = None,
         precision: str = "auto",
         trust_remote_code: bool = False,
@@ -165,9 +166,11 @@ class Encoder(torch.nn.Module):
         if self.pooling not in POOLINGS:
             raise ListrankError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.normalize = st_defaults.get("normalize", False) if normalize is None else normalize
+        # A saved model keeps the length it was trained with, as sentence-transformers does.
+        max_length = max_length or st_defaults.get("max_seq_length") or 256
         if max_length < 1:
             raise ListrankError(f"max length must be positive, got {max_length}")
-        self.max_length = max_length
+        self.max_length = int(max_length)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
             self.transformer = AutoModel.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)

@@ -288,7 +288,7 @@ def _warnings(
 ) -> list[str]:
     notes = []
     if missing:
-        how = "scored 0 (complete)" if complete else "not counted; complete=True scores them 0"
+        how = "scored 0 (complete)" if complete else "not counted; --complete / complete=True scores them 0"
         notes.append(f"{len(missing)} of {n_qrels_queries} qrels queries have no results in the run ({how})")
     unjudged = n_run_queries - len(by_query)
     if unjudged:

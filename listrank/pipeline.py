@@ -15,7 +15,7 @@ from listrank import bm25
 from listrank.datasets import Dataset, cache_dir
 from listrank.encoder import Encoder
 from listrank.formats import Run
-from listrank.index import build_dense_index, corpus_fingerprint, index_matches
+from listrank.index import build_dense_index, corpus_fingerprint, index_matches, read_meta
 from listrank.progress import stderr_console
 from listrank.search import search
 
@@ -50,9 +50,14 @@ def ensure_dense_index(dataset: Dataset, encoder: Encoder, batch_size: int = 64,
     """Reuse the cached dense index for this dataset and encoder, or build it."""
     docs = dataset.corpus
     spec = encoder.spec()
+    # Precision is not part of the model's identity (a bf16 index may be searched with fp32 queries),
+    # but a cached index must have been encoded the way this run asks for.
+    precision = "bf16" if encoder.use_bf16 else "fp32"
     index_dir = index_dir or index_cache_dir(dataset, f"dense-{spec.weights_sha256[:12]}-{spec.pooling}"
-                                                      f"-{'norm' if spec.normalize else 'raw'}-{spec.max_length}")
-    if index_matches(index_dir, "dense", corpus_fingerprint(docs), spec):
+                                                      f"-{'norm' if spec.normalize else 'raw'}-{spec.max_length}"
+                                                      f"-{precision}")
+    if index_matches(index_dir, "dense", corpus_fingerprint(docs), spec) and \
+            read_meta(index_dir).get("precision") == precision:
         stderr_console.print(f"reusing index {index_dir}", highlight=False)
         return index_dir
     build_dense_index(encoder, docs, index_dir, batch_size=batch_size, show_progress=show_progress,

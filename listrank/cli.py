@@ -1,0 +1,457 @@
+"""The `listrank` command line: one small function per subcommand that parses flags and calls the core.
+
+No logic a Python user would also need lives here; see the modules each command calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from listrank import __version__
+from listrank.errors import ListrankError
+from listrank.formats import RunFormat
+
+app = typer.Typer(
+    name="listrank",
+    help="Train dense retrievers on LLM-written graded passage lists (SyCL) and evaluate them honestly.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+# Tables go to stdout; off a terminal rich would assume 80 columns and squeeze them.
+stdout_console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def command(*args, **kwargs) -> Callable:
+    """`app.command` that turns a ListrankError into one red line and a non-zero exit (no traceback)."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*a, **k):
+            try:
+                return fn(*a, **k)
+            except ListrankError as e:
+                console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True, highlight=False)
+                raise typer.Exit(e.exit_code) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"listrank {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """listrank: graded synthetic lists -> list-wise training -> dense retrieval -> honest evaluation."""
+
+
+# --- subcommands ----------------------------------------------------------------------------
+# (each one below parses its flags and calls the module that does the work)
+
+
+@command("gen")
+def gen(
+    queries: Path | None = typer.Argument(None, help="Queries file: TSV `qid<TAB>text` or JSONL `{\"_id\", \"text\"}`."),
+    output: Path = typer.Option(..., "--output", "-o", help="Synthetic lists (JSONL); re-running resumes it."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Take the queries of a dataset id or BEIR folder."),
+    split: str | None = typer.Option(None, "--split", help="With --dataset: only queries judged in this split."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where dataset ids resolve (else $LISTRANK_DATA)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed query lines (warn, count)."),
+    backend: str = typer.Option("llama-cpp", "--backend", help="llama-cpp, vllm, openai-http, or module:Class."),
+    model: str | None = typer.Option(None, "--model", help="GGUF path (llama-cpp; default: bundled SmolLM2-135M-Instruct), HF id or folder (vllm)."),
+    tensor_parallel_size: int | None = typer.Option(None, "--tensor-parallel-size", help="vllm: GPUs per model."),
+    backend_opt: list[str] = typer.Option([], "--backend-opt", help="Backend setting KEY=VALUE (repeatable), e.g. n_ctx=8192."),
+    prompt_version: str = typer.Option("sycl-v1", "--prompt-version", help="Built-in prompt template."),
+    prompt_file: Path | None = typer.Option(None, "--prompt-file", help="Own template (YAML/JSON with `user`, or text)."),
+    levels: str = typer.Option("3,2,1,0", "--levels", help="Relevance levels to write, best first."),
+    per_level: int = typer.Option(2, "--per-level", help="Passages per level."),
+    passage_words: int = typer.Option(80, "--passage-words", help="Passage length the prompt asks for."),
+    min_words: int = typer.Option(5, "--min-words", help="Reject passages shorter than this."),
+    max_words: int = typer.Option(400, "--max-words", help="Reject passages longer than this."),
+    temperature: float = typer.Option(0.7, "--temperature"),
+    top_p: float = typer.Option(0.95, "--top-p"),
+    max_tokens: int = typer.Option(2048, "--max-tokens", help="Per answer."),
+    seed: int = typer.Option(0, "--seed", help="Same seed + backend + model + prompt = same output."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per query before it goes to the rejects file."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Queries per batch (default: the backend's)."),
+    shard: str | None = typer.Option(None, "--shard", help="i/n: only this machine's share of the queries (i from 0)."),
+    limit: int | None = typer.Option(None, "--limit", help="At most this many new queries."),
+    rejects: Path | None = typer.Option(None, "--rejects", help="Default: <output>.rejects.jsonl."),
+    retry_rejected: bool = typer.Option(False, "--retry-rejected", help="Try the queries in the rejects file again."),
+    export_beir: Path | None = typer.Option(None, "--export-beir", help="Also write a BEIR folder with graded qrels."),
+    export_split: str = typer.Option("train", "--export-split", help="Qrels split name of the BEIR export."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Write LLM passages at graded relevance levels (3 perfectly relevant ... 0 irrelevant) for queries.
+
+    ```
+    listrank gen queries.tsv -o synth.jsonl                       # llama.cpp + bundled SmolLM2
+    listrank gen queries.tsv -o synth.jsonl --backend vllm --model Qwen/Qwen2.5-7B-Instruct --tensor-parallel-size 2
+    listrank gen --dataset beir/scifact --split train -o scifact.synth.jsonl --export-beir scifact_synth/
+    listrank gen queries.tsv -o part0.jsonl --shard 0/4           # on 4 machines; then cat part*.jsonl
+    ```
+    """
+    from listrank.gen.generate import (
+        GenConfig, generate, load_queries, parse_backend_options, parse_levels, parse_shard, summary_table,
+    )
+
+    queries_list, stats = load_queries(queries, dataset, split, data_dir, skip_invalid)
+    if stats.skipped:
+        console.print(f"[yellow]warning:[/] skipped {stats.skipped} invalid query line(s), e.g. {escape(stats.first_errors[0])}")
+    options = parse_backend_options(backend_opt)
+    if tensor_parallel_size is not None:
+        options["tensor_parallel_size"] = str(tensor_parallel_size)
+    config = GenConfig(
+        output=output, backend=backend, model=model, backend_options=options,
+        prompt_version=prompt_version, prompt_file=prompt_file, levels=parse_levels(levels),
+        per_level=per_level, passage_words=passage_words, min_words=min_words, max_words=max_words,
+        temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, max_attempts=max_attempts,
+        batch_size=batch_size, shard=parse_shard(shard), limit=limit, rejects=rejects,
+        retry_rejected=retry_rejected, export_beir=export_beir, export_split=export_split, progress=not no_progress,
+    )
+    summary = generate(config, queries_list)
+    console.print(summary_table(summary))
+
+# --- shared options ---------------------------------------------------------------------------
+
+DATA_DIR = typer.Option(None, "--data-dir", help="Folder of BEIR-layout datasets (before $LISTRANK_DATA and the cache).")
+MODEL = typer.Option(None, "--model", "-m", help="HF encoder id or local path [default: bundled all-MiniLM-L6-v2].")
+POOLING = typer.Option(None, "--pooling", help="mean or cls [default: the model's sentence-transformers setting, else mean].")
+NORMALIZE = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise embeddings [default: the model's setting].")
+MAX_LENGTH = typer.Option(256, "--max-length", help="Max tokens per text (the SyCL paper uses 256).")
+BATCH_SIZE = typer.Option(64, "--batch-size", help="Texts per encoder batch.")
+PRECISION = typer.Option("auto", "--precision", help="auto (bf16 where the hardware runs it natively), bf16 or fp32.")
+
+
+def _dense_settings(model, pooling, normalize, max_length, batch_size, precision):
+    from listrank.pipeline import DenseSettings
+
+    return DenseSettings(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
+                         batch_size=batch_size, precision=precision)
+
+
+@command("index")
+def index_cmd(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset id (beir/scifact), BEIR folder or corpus.jsonl."),
+    output: Path = typer.Option(..., "--output", "-o", help="Index folder to write (replaced atomically)."),
+    bm25: bool = typer.Option(False, "--bm25", help="Build a Lucene BM25 index (pyserini) instead of a dense one."),
+    model: Optional[str] = MODEL,
+    pooling: Optional[str] = POOLING,
+    normalize: Optional[bool] = NORMALIZE,
+    max_length: int = MAX_LENGTH,
+    batch_size: int = BATCH_SIZE,
+    precision: str = PRECISION,
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
+    """Index a corpus: dense embeddings (exact inner-product search) or Lucene BM25.
+
+    Examples:
+
+        listrank index --dataset beir/scifact -o runs/scifact.idx
+        listrank index --dataset beir/scifact --model models/sycl -o runs/scifact.sycl.idx
+        listrank index --dataset beir/scifact --bm25 -o runs/scifact.bm25.idx
+    """
+    from listrank import bm25 as bm25_mod
+    from listrank.datasets import resolve
+    from listrank.formats import read_corpus
+    from listrank.index import build_dense_index
+
+    start = time.perf_counter()
+    corpus_path = Path(dataset)
+    if corpus_path.is_file():
+        docs, name = read_corpus(corpus_path), str(corpus_path)
+    else:
+        ds = resolve(dataset, data_dir)
+        docs, name, corpus_path = ds.corpus, ds.id, ds.corpus_file
+    if bm25:
+        bm25_mod.build_index(corpus_path, output)
+        kind = "BM25"
+    else:
+        encoder = _dense_settings(model, pooling, normalize, max_length, batch_size, precision).encoder()
+        build_dense_index(encoder, docs, output, batch_size=batch_size, dataset=name)
+        kind = f"dense ({Path(encoder.model_path).name}, {'bf16' if encoder.use_bf16 else 'fp32'})"
+    console.print(f"indexed {len(docs):,} documents of {name} → {output} [{kind}, {time.perf_counter() - start:.1f}s]",
+                  highlight=False)
+
+
+@command("search")
+def search_cmd(
+    index: Path = typer.Argument(..., help="Index folder written by `listrank index`."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset id or folder whose queries to search."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only the queries judged in this split [default: test/dev/train]."),
+    queries: Optional[Path] = typer.Option(None, "--queries", "-q", help="A queries file (.tsv qid<TAB>text or .jsonl) instead of --dataset."),
+    k: int = typer.Option(100, "-k", help="Hits per query."),
+    output: Path = typer.Option(..., "--output", "-o", help="Run file to write."),
+    fmt: RunFormat = typer.Option(RunFormat.jsonl, "--format", help="jsonl (listrank) or trec (6 columns, 1-based ranks)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Query encoder; must be the indexed one [default: read from the index]."),
+    batch_size: int = BATCH_SIZE,
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
+    """Search an index with a dataset's queries (or a queries file); write a run.
+
+    Examples:
+
+        listrank search runs/scifact.idx --dataset beir/scifact --split test -k 100 -o runs/scifact.run.jsonl
+        listrank search runs/scifact.idx --dataset beir/scifact --format trec -o runs/scifact.trec
+        listrank search runs/scifact.bm25.idx --queries my_queries.tsv -o runs/mine.run.jsonl
+    """
+    from listrank.datasets import resolve
+    from listrank.encoder import Encoder
+    from listrank.formats import read_queries, write_run
+    from listrank.index import read_meta
+    from listrank.search import search
+
+    if (dataset is None) == (queries is None):
+        raise ListrankError("give exactly one of --dataset or --queries")
+    if queries is not None:
+        query_list = read_queries(queries)
+    else:
+        ds = resolve(dataset, data_dir)
+        query_list = ds.queries(split or (ds.default_split() if ds.splits() else None))
+    encoder = None
+    if model is not None:
+        meta = read_meta(index)
+        spec = meta.get("encoder") or {}
+        encoder = Encoder(model, pooling=spec.get("pooling"), normalize=spec.get("normalize"),
+                          max_length=spec.get("max_length", 256))
+    start = time.perf_counter()
+    run = search(index, query_list, k, encoder=encoder, batch_size=batch_size)
+    write_run(output, run, fmt)
+    console.print(f"searched {len(query_list):,} queries, top {k} → {output} [{fmt.value}, "
+                  f"{time.perf_counter() - start:.1f}s]", highlight=False)
+
+
+@command("eval")
+def eval_cmd(
+    runs: Optional[list[Path]] = typer.Argument(None, help="Run files (JSONL or TREC). None: retrieve first (dense, or --bm25)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset id or BEIR folder with the qrels."),
+    split: Optional[str] = typer.Option(None, "--split", help="Qrels split [default: test, else dev, else train]."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="A qrels file (BEIR TSV or TREC) instead of the dataset's split."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated, e.g. ndcg@10,mrr@10,recall@100,map@100,p@10."),
+    relevance_level: int = typer.Option(1, "--relevance-level", help="Minimum grade counted relevant by binary metrics (TREC DL: 2)."),
+    keep_self_hits: bool = typer.Option(False, "--keep-self-hits", help="Keep hits whose doc id equals the query id (BEIR drops them)."),
+    complete: bool = typer.Option(False, "--complete", help="Score judged queries missing from a run as 0 (trec_eval -c)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write metrics (aggregate + per query + tests) as JSON."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of per-query deltas of the first metric (needs two runs)."),
+    permutations: int = typer.Option(10_000, "--permutations", help="Randomization-test permutations."),
+    bm25: bool = typer.Option(False, "--bm25", help="With no run: retrieve with Lucene BM25 (k1=0.9, b=0.4)."),
+    save_run: Optional[Path] = typer.Option(None, "--save-run", help="With no run: also write the retrieved run here."),
+    k: Optional[int] = typer.Option(None, "-k", help="With no run: hits per query [default: 1000]."),
+    model: Optional[str] = MODEL,
+    pooling: Optional[str] = POOLING,
+    normalize: Optional[bool] = NORMALIZE,
+    max_length: int = MAX_LENGTH,
+    batch_size: int = BATCH_SIZE,
+    precision: str = PRECISION,
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
+    """Evaluate runs with trec_eval measures; compare several with paired significance tests.
+
+    With no run file, index the dataset (cached), search its queries and evaluate, in one go.
+
+    Examples:
+
+        listrank eval --dataset beir/scifact                       # bundled dense model
+        listrank eval --dataset beir/scifact --bm25                # Lucene BM25
+        listrank eval --dataset beir/scifact --model models/sycl
+        listrank eval runs/scifact.run.jsonl --dataset beir/scifact
+        listrank eval runs/a.jsonl runs/b.jsonl --dataset beir/scifact -o cmp.json --plot cmp.png
+        listrank eval ../shared/data/msmarco/dl19-pool/bm25.run --dataset msmarco/dl19-pool --relevance-level 2
+    """
+    from listrank import evaluate as ev
+    from listrank.datasets import resolve
+    from listrank.formats import read_qrels, read_run, write_run
+
+    ds = resolve(dataset, data_dir)
+    split = split or (None if qrels else ds.default_split())
+    judgements = read_qrels(qrels) if qrels else ds.qrels(split)
+    qrels_name = str(qrels) if qrels else f"{ds.id}/{split}"
+    metric_list = ev.parse_metrics(metrics)
+    settings = dict(relevance_level=relevance_level, ignore_identical_ids=not keep_self_hits, complete=complete,
+                    qrels_name=qrels_name)
+    results = []
+    if not runs:
+        from listrank.pipeline import retrieve
+
+        name = "BM25" if bm25 else Path(model or "all-MiniLM-L6-v2").name
+        run = retrieve(ds, split, use_bm25=bm25, k=k or 1000,
+                       dense=_dense_settings(model, pooling, normalize, max_length, batch_size, precision))
+        if save_run:
+            write_run(save_run, run)
+        results.append(ev.evaluate(run, judgements, metric_list, name=name, **settings))
+    for path in runs or []:
+        results.append(ev.evaluate(read_run(path), judgements, metric_list, name=_run_name(path, runs), **settings))
+    comparison = ev.compare(results, permutations=permutations) if len(results) > 1 else None
+    for result in results:
+        for warning in result.warnings:
+            console.print(f"[yellow]warning:[/] {escape(result.name)}: {escape(warning)}", highlight=False)
+    stdout_console.print(ev.results_table(results, comparison, title=f"{qrels_name} ({results[0].n_queries} queries)"))
+    if output:
+        ev.write_results_json(output, results, comparison)
+        console.print(f"metrics → {output}", highlight=False)
+    if plot:
+        if len(results) < 2:
+            raise ListrankError("--plot needs two or more runs (it shows per-query deltas against the first)")
+        for other in results[1:]:
+            target = plot if len(results) == 2 else plot.with_name(f"{plot.stem}.{_slug(other.name)}{plot.suffix}")
+            ev.plot_per_query_delta(results[0], other, results[0].metrics[0], target)
+            console.print(f"plot → {target}", highlight=False)
+
+
+def _run_name(path: Path, all_paths: list[Path]) -> str:
+    """The file name, or the full path when two runs share a file name."""
+    names = [p.name for p in all_paths]
+    return path.name if names.count(path.name) == 1 else str(path)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+@command("regressions")
+def regressions_cmd(
+    names: Optional[list[str]] = typer.Argument(None, help="Only rows whose name contains one of these."),
+    file: Optional[Path] = typer.Option(None, "--file", help="A YAML of regressions [default: the bundled one]."),
+    list_only: bool = typer.Option(False, "--list", help="List the rows and their expected scores, run nothing."),
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
+    """Re-measure published scores (MTEB, pyserini) and print OK/FAIL per row; exit 1 on any FAIL.
+
+    Examples:
+
+        listrank regressions                 # every row of listrank/resources/regressions.yaml
+        listrank regressions bm25            # rows whose name contains "bm25"
+        listrank regressions --list
+    """
+    from rich.table import Table
+
+    from listrank import regressions as reg
+
+    rows = reg.select(reg.load(file), names)
+    table = Table(title="listrank regressions")
+    for col in ("name", "dataset", "metric", "expected", "measured", "delta", "tolerance", "time", "status"):
+        table.add_column(col, justify="right" if col in ("expected", "measured", "delta", "tolerance", "time") else "left")
+    failed = 0
+    for row in rows:
+        if list_only:
+            table.add_row(row.name, f"{row.dataset}/{row.split}", row.metric, f"{row.expected:.4f}", "", "",
+                          f"±{row.tolerance}", "", row.source)
+            continue
+        out = reg.run_one(row, data_dir)
+        failed += not out.ok
+        measured = "" if out.measured is None else f"{out.measured:.4f}"
+        delta = "" if out.measured is None else f"{out.measured - row.expected:+.4f}"
+        status = "[green]OK[/]" if out.ok else f"[red]FAIL[/] {escape(out.error or '')}"
+        table.add_row(row.name, f"{row.dataset}/{row.split}", row.metric, f"{row.expected:.4f}", measured, delta,
+                      f"±{row.tolerance}", f"{out.seconds:.0f}s", status)
+    stdout_console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@command("train")
+def train(
+    synthetic: list[Path] = typer.Argument(None, help="`listrank gen` output files (JSONL synthetic lists)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model folder (sentence-transformers layout) + logs + checkpoints."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Also train on a BEIR dataset's graded qrels (id or folder)."),
+    split: str | None = typer.Option(None, "--split", help="With --dataset: the qrels split (default: test/dev/train)."),
+    labels: str | None = typer.Option(None, "--labels", help="With --dataset: label transform, e.g. '0:drop,*:3'."),
+    source: list[str] = typer.Option([], "--source", help="A source with options: 'PATH_OR_ID split=S labels=0:1,*:3 take=K mine=dense|bm25 mine-corpus=ID mine-label=1 mine-depth=30 mine-count=4' (repeatable)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where dataset ids resolve (else $LISTRANK_DATA)."),
+    config_file: Path | None = typer.Option(None, "--config", help="YAML/JSON file of training options (flags win)."),
+    preset: str | None = typer.Option(None, "--preset", help="Named recipe: sycl (the paper's; docs/train.md)."),
+    model: str | None = typer.Option(None, "--model", help="Base encoder: HF id or folder (default: bundled all-MiniLM-L6-v2)."),
+    pooling: str | None = typer.Option(None, "--pooling", help="mean or cls (default mean)."),
+    normalize: bool | None = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise embeddings (default off)."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Scores are divided by it in the loss (default 1)."),
+    max_length: int | None = typer.Option(None, "--max-length", help="Sets both max lengths."),
+    query_max_length: int | None = typer.Option(None, "--query-max-length", help="Tokens per query (default 256)."),
+    passage_max_length: int | None = typer.Option(None, "--passage-max-length", help="Tokens per passage (default 256)."),
+    loss: str | None = typer.Option(None, "--loss", help="wasserstein (default), infonce, listnet."),
+    loss_opt: list[str] = typer.Option([], "--loss-opt", help="Loss option KEY=VALUE (repeatable), e.g. positive_threshold=2."),
+    group_size: int | None = typer.Option(None, "--group-size", help="Passages per query and step (default 4)."),
+    pad: str | None = typer.Option(None, "--pad", help="Lists shorter than the group: repeat (default) or skip."),
+    max_queries: int | None = typer.Option(None, "--max-queries", help="Use only the first N lists of each source."),
+    skip_invalid: bool | None = typer.Option(None, "--skip-invalid/--no-skip-invalid", help="Skip malformed lines (reported) instead of failing."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Queries per process and micro-batch (default 16)."),
+    grad_accum: int | None = typer.Option(None, "--grad-accum", help="Micro-batches per optimizer step (default 1)."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate of AdamW (default 1e-5)."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0.01)."),
+    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="Share of steps of linear warmup (default 0.05)."),
+    warmup_steps: int | None = typer.Option(None, "--warmup-steps", help="Warmup steps (overrides --warmup-ratio)."),
+    max_grad_norm: float | None = typer.Option(None, "--max-grad-norm", help="Clip gradients to this norm; 0 = off (default 1)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs over the lists (default 1)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seeds sampling, shuffling and dropout (default 42)."),
+    precision: str | None = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32."),
+    gradient_checkpointing: bool | None = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory."),
+    num_workers: int | None = typer.Option(None, "--num-workers", help="DataLoader workers that tokenise (default 1)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: cuda:LOCAL_RANK if available)."),
+    save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps; 0 = only the final model (default 500)."),
+    save_total_limit: int | None = typer.Option(None, "--save-total-limit", help="Checkpoints kept (default 2)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the output folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an earlier training run in the output folder."),
+    max_nonfinite: int | None = typer.Option(None, "--max-nonfinite", help="Abort after this many non-finite steps in a row (default 5)."),
+    no_plot: bool = typer.Option(False, "--no-plot", help="No train_curve.png."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Train a bi-encoder on graded passage lists with a list-wise loss (SyCL).
+
+    ```
+    listrank train synth.jsonl --loss wasserstein -o models/sycl              # from gen output
+    listrank train synth.jsonl --loss infonce -o models/infonce               # the binary baseline
+    listrank train --dataset msmarco/dl19-pool --split test -o models/dl19    # real graded qrels
+    listrank train synth.jsonl --source 'beir/scifact split=train labels=*:3 mine=dense mine-label=1' -o models/mix
+    listrank train synth.jsonl --preset sycl --batch-size 32 -o models/sycl --resume
+    torchrun --nproc-per-node 4 -m listrank train synth.jsonl -o models/sycl  # several GPUs
+    ```
+    """
+    import os
+
+    from listrank.train import SourceConfig, build_config, summary_table
+    from listrank.train import train as run_training
+    from listrank.train.cli_support import parse_key_values
+
+    sources = [SourceConfig(path=str(p)) for p in synthetic or []]
+    if dataset:
+        sources.append(SourceConfig(path=dataset, split=split, labels=labels))
+    elif split or labels:
+        raise typer.BadParameter("--split and --labels need --dataset (or use --source)")
+    sources += [SourceConfig.parse(s) for s in source]
+    overrides = dict(
+        output=str(output), sources=sources, model=model, pooling=pooling, normalize=normalize,
+        temperature=temperature, query_max_length=query_max_length or max_length,
+        passage_max_length=passage_max_length or max_length, loss=loss,
+        loss_options=parse_key_values(loss_opt, "--loss-opt") or None, group_size=group_size, pad=pad,
+        max_queries=max_queries, skip_invalid=skip_invalid, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        weight_decay=weight_decay, warmup_ratio=warmup_ratio, warmup_steps=warmup_steps,
+        max_grad_norm=max_grad_norm, epochs=epochs, max_steps=max_steps, seed=seed, precision=precision,
+        gradient_checkpointing=gradient_checkpointing, num_workers=num_workers, device=device,
+        save_steps=save_steps, save_total_limit=save_total_limit, resume=resume or None,
+        overwrite=overwrite or None, max_nonfinite=max_nonfinite, plot=False if no_plot else None,
+        progress=False if no_progress else None, preset=preset,
+    )
+    config = build_config(config_file=config_file, overrides=overrides)
+    result = run_training(config, data_dir=data_dir)
+    if result.rank == 0:
+        console.print(summary_table(result))
+
+
+def main() -> None:
+    app()

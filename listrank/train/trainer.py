@@ -1,0 +1,742 @@
+"""The training loop of `listrank train`: bi-encoder, list-wise loss, AdamW, checkpoints, DDP.
+
+`train(config)` runs one training job end to end:
+
+1. sets up torch.distributed when launched by `torchrun` (`WORLD_SIZE` > 1; NCCL on CUDA, gloo on
+   CPU), builds the `Encoder` (HF model + pooling + optional normalisation) and loads the data
+   (`listrank.train.data`), rank 0 first so that mining caches are written once;
+2. per micro-batch: query and passage embeddings of this rank's queries, all-gathered across ranks
+   with autograd flowing through the local shard, `scores = q @ p.T` `[B, B*G]` over the global
+   batch, the loss of `listrank.losses`. DDP averages gradients over ranks while every rank's
+   gradient is only its own shard's part of the global loss's gradient, so the loss is scaled by
+   the world size: the update equals that of one process on the global batch;
+3. AdamW with warmup + linear decay, gradient accumulation, clipping, bf16 autocast, gradient
+   checkpointing; a non-finite loss or gradient skips the step with a warning and aborts after
+   `max_nonfinite` in a row; out-of-memory errors name the knobs to turn;
+4. checkpoints `checkpoints/step-N/` (model in sentence-transformers layout, optimizer, scheduler,
+   RNG of every rank; written atomically) that `resume=True` continues from exactly;
+5. the final model in the output folder, with `listrank.json` (base model, loss,
+   hyper-parameters, data fingerprint), `train_log.jsonl` (one line per step) and
+   `train_curve.png` (loss and learning rate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from rich.markup import escape
+from rich.progress import TextColumn
+
+from listrank import __version__
+from listrank.atomic import atomic_dir, atomic_write
+from listrank.errors import ListrankError
+from listrank.progress import progress_bar, stderr_console
+from listrank.train.config import TrainConfig
+from listrank.train.data import DataReport, EpochBatches, TrainData, bm25_miner, dense_miner, load_sources
+
+META_FILE = "listrank.json"
+LOG_FILE = "train_log.jsonl"
+PLOT_FILE = "train_curve.png"
+STATE_FILE = "trainer_state.pt"
+RNG_FILE = "rng_state.pt"
+CKPT_DIR = "checkpoints"
+FORMAT = "listrank-train/1"
+# Settings a resumed run may change (they do not change the arithmetic of training; the data
+# itself is checked through its fingerprint, so sources may move).
+RESUMABLE_CHANGES = {"output", "sources", "resume", "overwrite", "progress", "plot", "num_workers", "log_steps",
+                     "save_steps", "save_total_limit", "device", "max_nonfinite", "skip_invalid"}
+OOM_HINT = (
+    "out of memory: lower --batch-size (and raise --grad-accum to keep the batch), shorten "
+    "--query-max-length/--passage-max-length, lower --group-size, turn on --gradient-checkpointing, "
+    "or use --precision bf16 on a GPU that supports it"
+)
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    steps: int
+    total_steps: int
+    epochs: float
+    final_loss: float | None
+    seconds: float
+    queries_per_second: float
+    skipped_steps: int
+    resumed_from: int | None
+    world_size: int
+    global_batch: int
+    data: DataReport
+    fingerprint: str
+    log: list[dict[str, Any]] = field(default_factory=list)
+    rank: int = 0
+
+
+# --- distributed helpers --------------------------------------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def _setup_distributed(device_hint: str | None) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 and not dist.is_initialized():
+        return Dist()
+    owns = False
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and (device_hint is None or device_hint.startswith("cuda"))
+    if use_cuda:  # NCCL (and its object collectives) use the current device
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        owns = True
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, owns)
+
+
+def _rank0_first(d: Dist, fn: Callable[[], Any]) -> Any:
+    """Run `fn` on rank 0, then (if it worked) on the other ranks; an error reaches every rank."""
+    if d.world == 1:
+        return fn()
+    result, error = None, None
+    if d.main:
+        try:
+            result = fn()
+        except ListrankError as e:
+            error = str(e)
+    box = [error]
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        raise ListrankError(box[0])
+    if not d.main:
+        result = fn()
+    d.barrier()
+    return result
+
+
+def _rank0_only(d: Dist, fn: Callable[[], Any]) -> Any:
+    """Run `fn` on rank 0 only and hand its result (or its error) to every rank."""
+    if d.world == 1:
+        return fn()
+    box: list[Any] = [None, None]
+    if d.main:
+        try:
+            box = [fn(), None]
+        except ListrankError as e:
+            box = [None, str(e)]
+    dist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        raise ListrankError(box[1])
+    return box[0]
+
+
+def gather_with_grad(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    """All ranks' `t` concatenated in rank order; autograd flows through this rank's slot only."""
+    if d.world == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(d.world)]
+    dist.all_gather(parts, t.detach().contiguous())
+    parts[d.rank] = t
+    return torch.cat(parts, dim=0)
+
+
+class BiEncoder(torch.nn.Module):
+    """One forward for queries and passages, so DDP sees a single forward per backward."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, q_input_ids, q_attention_mask, p_input_ids, p_attention_mask):
+        return self.encoder(q_input_ids, q_attention_mask), self.encoder(p_input_ids, p_attention_mask)
+
+
+# --- optimizer and schedule ----------------------------------------------------------------------------
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and normalisation weights (the usual BERT recipe)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)
+
+
+def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
+    """lr factor: 0 -> 1 linearly over `warmup` steps, then linearly down to 0 at `total`."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+def checkpoints(output: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (those with a trainer state), oldest first."""
+    found = []
+    for p in (output / CKPT_DIR).glob("step-*"):
+        m = re.fullmatch(r"step-(\d+)", p.name)
+        if m and (p / STATE_FILE).exists() and (p / META_FILE).exists():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _load_state_dict_file(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ListrankError(f"{model_dir}: no .safetensors weights to resume from")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+def _load_weights(encoder, model_dir: Path) -> None:
+    state = _load_state_dict_file(model_dir)
+    missing, unexpected = encoder.transformer.load_state_dict(state, strict=False)
+    # save_pretrained leaves out tied weights and non-persistent buffers; anything else is an error.
+    own = dict(encoder.transformer.named_parameters())
+    really_missing = [k for k in missing if k in own]
+    if really_missing or unexpected:
+        raise ListrankError(
+            f"{model_dir}: weights do not fit the model (missing {really_missing[:3]}, unexpected {unexpected[:3]})"
+        )
+
+
+# --- the job ---------------------------------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, config: TrainConfig, *, data_dir: str | os.PathLike | None = None,
+                 on_step: Callable[[int, dict], None] | None = None):
+        config.validate()
+        self.config = config
+        self.data_dir = data_dir
+        self.on_step = on_step
+        self.output = Path(config.output)
+        self.d = Dist()
+
+    # -- console
+    def info(self, message: str) -> None:
+        if self.d.main and self.config.progress:
+            stderr_console.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        if self.d.main:
+            stderr_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+    # -- setup
+    def _prepare_output(self) -> int | None:
+        """Check the output folder; returns the checkpoint step to resume from, if any."""
+        out, cfg = self.output, self.config
+        if out.exists() and not out.is_dir():
+            raise ListrankError(f"output {out} exists and is not a folder")
+        existing = [p for p in out.iterdir()] if out.exists() else []
+        if cfg.resume:
+            meta = out / META_FILE
+            if meta.exists() and json.loads(meta.read_text()).get("finished"):
+                steps = json.loads(meta.read_text()).get("steps")
+                raise ListrankError(f"{out} holds a finished model ({steps} steps): nothing to resume; "
+                                    "pass --overwrite instead of --resume to train it again")
+            found = checkpoints(out)
+            if found:
+                return found[-1][0]
+            self.warn(f"--resume: no checkpoint in {out / CKPT_DIR}; starting from the beginning")
+            out.mkdir(parents=True, exist_ok=True)
+            return None
+        if existing:
+            ours = any((out / n).exists() for n in (META_FILE, LOG_FILE, CKPT_DIR))
+            if not cfg.overwrite:
+                raise ListrankError(
+                    f"output folder {out} is not empty; pass --resume to continue its training or --overwrite to start over"
+                )
+            if not ours:
+                raise ListrankError(f"refusing to --overwrite {out}: it does not look like a listrank training folder")
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        return None
+
+    def _load_data(self, get_encoder: Callable[[], Any]) -> TrainData:
+        cfg = self.config
+
+        def miner(kind: str):
+            if kind == "dense":
+                return dense_miner(get_encoder())
+            return bm25_miner()
+
+        data = load_sources(cfg.sources, skip_invalid=cfg.skip_invalid, max_queries=cfg.max_queries,
+                            data_dir=self.data_dir, miner_factory=miner, work_dir=self.output, seed=cfg.seed)
+        data.prepare(cfg.loss, cfg.group_size, cfg.pad)
+        return data
+
+    def _device(self) -> torch.device:
+        if self.config.device and self.config.device != "cuda":
+            return torch.device(self.config.device)
+        if torch.cuda.is_available():
+            return torch.device("cuda", self.d.local_rank % torch.cuda.device_count())
+        if self.config.device == "cuda":
+            raise ListrankError("--device cuda: no CUDA GPU is available")
+        return torch.device("cpu")
+
+    # -- main
+    def run(self) -> TrainResult:
+        cfg = self.config
+        self.d = _setup_distributed(cfg.device)
+        try:
+            return self._run()
+        except torch.OutOfMemoryError:
+            raise ListrankError(OOM_HINT) from None
+        except RuntimeError as e:
+            text = str(e)
+            if "out of memory" in text or "can't allocate memory" in text or "CUDNN_STATUS_ALLOC_FAILED" in text:
+                raise ListrankError(f"{OOM_HINT} ({text.splitlines()[0][:200]})") from None
+            raise
+        finally:
+            if self.d.owns_group and dist.is_initialized():
+                dist.destroy_process_group()
+
+    def _run(self) -> TrainResult:
+        from listrank import losses
+        from listrank.encoder import Encoder
+
+        cfg, d = self.config, self.d
+        t_start = time.perf_counter()
+        resume_step = _rank0_only(d, self._prepare_output)
+        loss_fn = losses.get(cfg.loss, **cfg.loss_options)
+        if cfg.loss == "wasserstein" and cfg.batch_size * d.world < 2:
+            raise ListrankError("the wasserstein loss needs at least 2 queries per batch: raise --batch-size")
+        _quiet_hf()
+        device = self._device()
+        built: list[Any] = []
+
+        def get_encoder():
+            if not built:
+                built.append(Encoder(cfg.model, pooling=cfg.pooling, normalize=cfg.normalize,
+                                     max_length=cfg.passage_max_length, device=device,
+                                     precision="fp32" if cfg.precision == "fp32" else "auto",
+                                     trust_remote_code=cfg.trust_remote_code))
+            return built[0]
+
+        # Data first (bad records fail fast); the encoder is built early only if mining needs it.
+        data = _rank0_first(d, lambda: self._load_data(get_encoder))
+        torch.manual_seed(cfg.seed)
+        encoder = get_encoder()
+        base_spec = encoder.spec()
+        fingerprint = data.fingerprint()
+        self._report_data(data)
+        global_batch = cfg.batch_size * d.world
+        micro_per_epoch = len(data.lists) // global_batch
+        steps_per_epoch = micro_per_epoch // cfg.grad_accum
+        if steps_per_epoch == 0:
+            raise ListrankError(
+                f"only {len(data.lists)} usable lists: fewer than one optimizer step needs "
+                f"(batch {cfg.batch_size} x {d.world} rank(s) x grad-accum {cfg.grad_accum} = "
+                f"{global_batch * cfg.grad_accum} queries); lower --batch-size or --grad-accum, or add data"
+            )
+        total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * total_steps)
+
+        pooler = getattr(encoder.transformer, "pooler", None)
+        if isinstance(pooler, torch.nn.Module):  # BERT's pooler never reaches the embeddings
+            pooler.requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            encoder.transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        encoder.train()
+        model: torch.nn.Module = BiEncoder(encoder)
+        if d.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                        find_unused_parameters=True)
+        optimizer = make_optimizer(encoder, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(warmup, total_steps))
+
+        step = 0
+        bad_streak = 0
+        skipped = 0
+        if resume_step is not None:
+            step, bad_streak, skipped = self._resume(resume_step, encoder, optimizer, scheduler, fingerprint)
+            self.info(f"resuming from {self.output / CKPT_DIR / f'step-{resume_step}'} (step {step}/{total_steps})")
+        log = self._read_log(step) if d.main else []
+
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"
+                                                and torch.cuda.is_bf16_supported())
+        autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
+        meta_base = self._meta(base_spec, fingerprint, data, total_steps, global_batch, use_bf16, warmup)
+
+        columns = (TextColumn("loss {task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
+                   TextColumn("{task.fields[qps]} q/s"))
+        last_loss: float | None = next((r["loss"] for r in reversed(log) if r.get("loss") is not None), None)
+        t_loop = time.perf_counter()
+        steps_run = 0
+        with progress_bar(*columns, enabled=cfg.progress and d.main) as bar:
+            task = bar.add_task("train", total=total_steps, completed=step, loss="-", lr="-", qps="-")
+            while step < total_steps:
+                epoch = step // steps_per_epoch
+                start_micro = (step % steps_per_epoch) * cfg.grad_accum
+                batches = EpochBatches(
+                    data.lists, tokenizer=encoder.tokenizer, group_size=cfg.group_size, batch_size=cfg.batch_size,
+                    world_size=d.world, rank=d.rank, seed=cfg.seed, epoch=epoch,
+                    query_max_length=cfg.query_max_length, passage_max_length=cfg.passage_max_length,
+                    start=start_micro,
+                )
+                batches.n_batches = steps_per_epoch * cfg.grad_accum  # whole optimizer steps only
+                loader = torch.utils.data.DataLoader(
+                    batches, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
+                    generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                    pin_memory=device.type == "cuda",
+                )
+                it = iter(loader)
+                epoch_end = min(total_steps, (epoch + 1) * steps_per_epoch)
+                while step < epoch_end:
+                    t0 = time.perf_counter()
+                    micro_losses: list[float] = []
+                    nonfinite = False
+                    for a in range(cfg.grad_accum):
+                        item = next(it)
+                        sync = d.world == 1 or a == cfg.grad_accum - 1
+                        ctx = model.no_sync() if not sync else contextlib.nullcontext()
+                        with ctx:
+                            loss_value = self._micro_step(model, item, loss_fn, device, autocast, d)
+                        if loss_value is None or not math.isfinite(loss_value):
+                            nonfinite = True
+                        else:
+                            micro_losses.append(loss_value)
+                    grad_norm = self._grad_norm(encoder)
+                    if nonfinite or not math.isfinite(grad_norm):
+                        bad_streak += 1
+                        skipped += 1
+                        what = "loss" if nonfinite else "gradient norm"
+                        self.warn(f"step {step + 1}: non-finite {what}; step skipped "
+                                  f"({bad_streak} in a row, abort after {cfg.max_nonfinite})")
+                        optimizer.zero_grad(set_to_none=True)
+                        if bad_streak >= cfg.max_nonfinite:
+                            raise ListrankError(
+                                f"aborted: non-finite loss or gradients for {bad_streak} steps in a row "
+                                f"(last at step {step + 1}); lower --lr, raise --temperature, use --precision fp32, "
+                                f"or check the training data for empty or broken passages"
+                            )
+                    else:
+                        bad_streak = 0
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    lr = scheduler.get_last_lr()[0]
+                    with warnings.catch_warnings():  # a skipped step still advances the schedule
+                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                        scheduler.step()
+                    step += 1
+                    steps_run += 1
+                    dt = time.perf_counter() - t0
+                    loss_mean = sum(micro_losses) / len(micro_losses) if micro_losses and not nonfinite else float("nan")
+                    if not nonfinite:
+                        last_loss = loss_mean
+                    qps = global_batch * cfg.grad_accum / dt if dt > 0 else float("nan")
+                    record = {"step": step, "epoch": round(step / steps_per_epoch, 4),
+                              "loss": _finite_or_none(loss_mean), "lr": lr, "grad_norm": _finite_or_none(grad_norm), "queries_per_s": round(qps, 3),
+                              "elapsed_s": round(time.perf_counter() - t_start, 3), "skipped": nonfinite}
+                    if d.main:
+                        log.append(record)
+                        if step % cfg.log_steps == 0 or step == total_steps:
+                            self._append_log(record)
+                        bar.update(task, completed=step, loss=f"{loss_mean:.4f}", lr=f"{lr:.2e}", qps=f"{qps:.1f}")
+                    if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
+                        self._save_checkpoint(encoder, optimizer, scheduler, step, bad_streak, skipped,
+                                              {**meta_base, "steps": step, "finished": False, "last_loss": last_loss})
+                    if self.on_step is not None:
+                        self.on_step(step, record)
+                del it, loader
+        loop_s = time.perf_counter() - t_loop
+        qps_total = steps_run * global_batch * cfg.grad_accum / loop_s if loop_s > 0 and steps_run else 0.0
+        seconds = time.perf_counter() - t_start
+        meta = {**meta_base, "steps": step, "finished": True, "final_loss": last_loss, "skipped_steps": skipped,
+                "seconds": round(seconds, 2), "queries_per_second": round(qps_total, 3)}
+        if d.main:
+            self._save_final(encoder, meta)
+            if cfg.plot:
+                plot_log(log, self.output / PLOT_FILE)
+        d.barrier()
+        return TrainResult(
+            output=self.output, steps=step, total_steps=total_steps, epochs=step / steps_per_epoch,
+            final_loss=last_loss, seconds=seconds, queries_per_second=qps_total, skipped_steps=skipped,
+            resumed_from=resume_step, world_size=d.world, global_batch=global_batch, data=data.report,
+            fingerprint=fingerprint, log=log, rank=d.rank,
+        )
+
+    # -- one micro-batch
+    def _micro_step(self, model, item, loss_fn, device, autocast, d: Dist) -> float | None:
+        cfg = self.config
+        tensors = {k: item[k].to(device, non_blocking=True) for k in
+                   ("q_input_ids", "q_attention_mask", "p_input_ids", "p_attention_mask")}
+        labels = item["labels"].to(device)
+        with autocast():
+            q, p = model(**tensors)
+        q_all = gather_with_grad(q.float(), d)
+        p_all = gather_with_grad(p.float(), d)
+        scores = q_all @ p_all.T  # [B, B*G], query i's group at columns i*G .. i*G+G-1
+        if not bool(torch.isfinite(scores).all()):
+            # Keep DDP's reduction in step on every rank; the gradients are thrown away.
+            ((q.float().sum() + p.float().sum()) * 0.0).backward()
+            return None
+        loss = loss_fn(scores, labels, cfg.temperature)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            ((q.float().sum() + p.float().sum()) * 0.0).backward()
+            return None
+        # DDP averages gradients over ranks; each rank holds only its shard's part of the global gradient.
+        (loss * (d.world / cfg.grad_accum)).backward()
+        return value
+
+    def _grad_norm(self, encoder) -> float:
+        params = [p for p in encoder.parameters() if p.grad is not None]
+        if not params:
+            return float("nan")
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    # -- reporting
+    def _report_data(self, data: TrainData) -> None:
+        r = data.report
+        for s in r.sources:
+            if s.invalid_lines:
+                self.warn(f"{s.name}: skipped {s.invalid_lines} invalid line(s), e.g. {s.invalid_examples[0]}")
+            if s.missing_docs or s.missing_queries:
+                self.warn(f"{s.name}: left out {s.missing_docs} judged document(s) missing from the corpus "
+                          f"(e.g. a re-ranking pool) and {s.missing_queries} judged query(ies) missing from the queries")
+        if r.skipped_one_label:
+            self.warn(f"skipped {r.skipped_one_label} list(s) whose passages all share one label "
+                      f"(no signal for the list-wise {self.config.loss} loss), e.g. {', '.join(r.one_label_examples)}")
+        if r.skipped_short:
+            self.warn(f"skipped {r.skipped_short} list(s) shorter than the group size {self.config.group_size}")
+        if r.padded:
+            self.info(f"padded {r.padded} list(s) shorter than the group size {self.config.group_size} by repetition")
+
+    def _meta(self, base_spec, fingerprint, data: TrainData, total_steps, global_batch, use_bf16, warmup) -> dict:
+        import transformers
+
+        cfg = self.config
+        return {
+            "format": FORMAT,
+            "listrank_version": __version__,
+            "base_model": {"model": base_spec.model, "weights_sha256": base_spec.weights_sha256},
+            "pooling": cfg.pooling,
+            "normalize": cfg.normalize,
+            "query_max_length": cfg.query_max_length,
+            "passage_max_length": cfg.passage_max_length,
+            "temperature": cfg.temperature,
+            "loss": cfg.loss,
+            "loss_options": cfg.loss_options,
+            "hyperparameters": cfg.to_json(),
+            "total_steps": total_steps,
+            "warmup_steps": warmup,
+            "world_size": self.d.world,
+            "global_batch": global_batch,
+            "precision": "bf16" if use_bf16 else "fp32",
+            "data": {"fingerprint": fingerprint, "sources": data.source_specs, "report": data.report.to_json()},
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        }
+
+    # -- logs
+    def _read_log(self, upto: int) -> list[dict]:
+        """The step log up to step `upto` (a resumed run drops lines past its checkpoint)."""
+        path = self.output / LOG_FILE
+        if not path.exists():
+            return []
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("step", 0) <= upto:
+                kept.append(rec)
+        with atomic_write(path) as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in kept)
+        return kept
+
+    def _append_log(self, record: dict) -> None:
+        with open(self.output / LOG_FILE, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # -- saving
+    def _save_checkpoint(self, encoder, optimizer, scheduler, step, bad_streak, skipped, meta) -> None:
+        d = self.d
+        rng = _rng_state()
+        if d.world > 1:
+            states: list[Any] = [None] * d.world
+            dist.all_gather_object(states, rng)
+        else:
+            states = [rng]
+        if d.main:
+            target = self.output / CKPT_DIR / f"step-{step}"
+            with atomic_dir(target) as tmp:
+                encoder.save(tmp)
+                torch.save({"step": step, "bad_streak": bad_streak, "skipped": skipped,
+                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                           tmp / STATE_FILE)
+                torch.save({"world_size": d.world, "ranks": states}, tmp / RNG_FILE)
+                (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+            for _, old in checkpoints(self.output)[: -self.config.save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+        d.barrier()
+
+    def _resume(self, step, encoder, optimizer, scheduler, fingerprint) -> tuple[int, int, int]:
+        ckpt = self.output / CKPT_DIR / f"step-{step}"
+        meta = json.loads((ckpt / META_FILE).read_text())
+        if meta.get("data", {}).get("fingerprint") != fingerprint:
+            raise ListrankError(f"cannot resume from {ckpt}: the training data changed since it was written "
+                                "(data fingerprint differs); start a new run with --overwrite")
+        old = meta.get("hyperparameters", {})
+        new = self.config.to_json()
+        diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        if diff:
+            raise ListrankError(f"cannot resume from {ckpt}: settings differ from the checkpoint's ({', '.join(diff)})")
+        if meta.get("world_size") != self.d.world:
+            raise ListrankError(f"cannot resume from {ckpt}: it was written by {meta.get('world_size')} process(es), "
+                                f"this run has {self.d.world}")
+        _load_weights(encoder, ckpt)
+        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng = torch.load(ckpt / RNG_FILE, map_location="cpu", weights_only=True)
+        _set_rng_state(rng["ranks"][self.d.rank])
+        return int(state["step"]), int(state["bad_streak"]), int(state["skipped"])
+
+    def _save_final(self, encoder, meta: dict) -> None:
+        """Write the model into the output folder file by file (each an atomic rename), listrank.json last."""
+        out = self.output
+        stale = out / META_FILE
+        if stale.exists():
+            stale.unlink()
+        with tempfile.TemporaryDirectory(dir=out, prefix=".final.") as tmp_name:
+            tmp = Path(tmp_name)
+            encoder.save(tmp)
+            if not encoder.normalize and (out / "2_Normalize").is_dir():
+                shutil.rmtree(out / "2_Normalize")
+            for path in sorted(tmp.rglob("*")):
+                rel = path.relative_to(tmp)
+                if path.is_dir():
+                    (out / rel).mkdir(parents=True, exist_ok=True)
+                else:
+                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, out / rel)
+        with atomic_write(out / META_FILE) as fh:
+            fh.write(json.dumps(meta, indent=2))
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no NaN/Infinity: a skipped step logs null."""
+    return x if math.isfinite(x) else None
+
+
+def _quiet_hf() -> None:
+    """transformers' own tqdm bars (loading/writing weights) would interleave with ours."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def plot_log(log: list[dict], path: Path) -> Path | None:
+    """Loss and learning rate against the step, as a PNG."""
+    if not log:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in log]
+    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=100)
+    ax1.plot(steps, [float("nan") if r["loss"] is None else r["loss"] for r in log], color="tab:blue", label="loss")
+    ax1.set_xlabel("optimizer step")
+    ax1.set_ylabel("loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(steps, [r["lr"] for r in log], color="tab:orange", label="lr")
+    ax2.set_ylabel("learning rate", color="tab:orange")
+    ax1.set_title("listrank train")
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+    return path
+
+
+def train(config: TrainConfig, *, data_dir: str | os.PathLike | None = None,
+          on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Run a training job; see the module docstring. `on_step(step, record)` is called after each step."""
+    return Trainer(config, data_dir=data_dir, on_step=on_step).run()
+
+
+def summary_table(result: TrainResult):
+    from rich.table import Table
+
+    table = Table(title="listrank train", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    r = result.data
+    rows = [
+        ("data", f"{r.lists} lists, {r.used} used" + (f" ({r.padded} padded)" if r.padded else "")),
+        ("skipped lists", f"{r.skipped_one_label} one-label, {r.skipped_short} short, {r.skipped_empty} empty"),
+    ]
+    for s in r.sources:
+        extra = f", {s.mined} mined" if s.mined else ""
+        rows.append((f"  {s.name}", f"{s.queries} queries, {s.passages} passages{extra}, labels {s.label_counts}"))
+    rows += [
+        ("steps", f"{result.steps}/{result.total_steps} ({result.epochs:.2f} epochs)"
+                  + (f", resumed at {result.resumed_from}" if result.resumed_from is not None else "")),
+        ("batch", f"{result.global_batch} queries ({result.global_batch // result.world_size} per rank "
+                  f"x {result.world_size} rank(s))"),
+        ("final loss", "-" if result.final_loss is None else f"{result.final_loss:.5f}"),
+        ("skipped steps", f"{result.skipped_steps}"),
+        ("speed", f"{result.queries_per_second:.2f} queries/s"),
+        ("wall time", f"{result.seconds:.1f} s"),
+        ("model", str(result.output)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
