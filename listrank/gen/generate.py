@@ -1,0 +1,556 @@
+"""`listrank gen`: queries -> graded synthetic passage lists, validated, resumable, sharded.
+
+The loop: take the next batch of pending queries, ask the backend for all of them at once,
+validate every answer, send the invalid ones back (with what was wrong) up to `max_attempts`
+times, then append the batch's lines to the output and the failures to the rejects file, each
+flushed and fsynced. A kill loses at most the batch in flight; a re-run skips what is written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from listrank import __version__
+from listrank.atomic import atomic_dir, atomic_write
+from listrank.errors import FormatError, ListrankError
+from listrank.formats import (
+    Document,
+    Query,
+    ReadStats,
+    SyntheticList,
+    SyntheticPassage,
+    read_synthetic,
+    synthetic_jsonl_line,
+    write_corpus,
+    write_qrels,
+    write_queries,
+)
+from listrank.gen.backends.base import Backend, Completion, Request, Sampling, get_backend
+from listrank.gen.prompts import DEFAULT_VERSION, PromptBuilder, level_key, load_template
+
+console = Console(stderr=True)
+
+# Settings that change what is generated: a resumed run must match the lines already written.
+_IDENTITY_KEYS = ("backend", "model", "prompt_version", "levels", "per_level", "passage_words",
+                  "temperature", "top_p", "max_tokens", "seed")
+
+
+@dataclass
+class GenConfig:
+    """Everything `listrank gen` needs besides the queries (the CLI flags, one field each)."""
+
+    output: Path
+    backend: str = "llama-cpp"
+    model: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    prompt_version: str = DEFAULT_VERSION
+    prompt_file: Path | None = None
+    levels: tuple[int, ...] = (3, 2, 1, 0)
+    per_level: int = 2
+    passage_words: int = 80  # the length the prompt asks for
+    min_words: int = 5  # validation bounds for each passage
+    max_words: int = 400
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    seed: int = 0
+    max_attempts: int = 3
+    batch_size: int | None = None  # None: the backend's default
+    shard: tuple[int, int] = (0, 1)  # (index, count), index 0-based
+    limit: int | None = None  # at most this many new queries (after sharding and resume)
+    rejects: Path | None = None  # None: `<output>.rejects.jsonl`
+    retry_rejected: bool = False
+    export_beir: Path | None = None
+    export_split: str = "train"
+    progress: bool = True
+
+    def __post_init__(self):
+        self.output = Path(self.output)
+        self.levels = tuple(int(lv) for lv in self.levels)
+        index, count = self.shard
+        if count < 1 or not 0 <= index < count:
+            raise ListrankError(f"--shard {index}/{count}: expected i/n with 0 <= i < n")
+        if self.max_attempts < 1:
+            raise ListrankError("--max-attempts must be at least 1")
+        if self.min_words < 1 or self.max_words < self.min_words:
+            raise ListrankError(f"passage length bounds {self.min_words}..{self.max_words} words are empty")
+        if not 0.0 <= self.top_p <= 1.0 or self.temperature < 0 or self.max_tokens < 1:
+            raise ListrankError("need temperature >= 0, 0 <= top-p <= 1 and max-tokens >= 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ListrankError("--batch-size must be at least 1")
+
+    @property
+    def rejects_path(self) -> Path:
+        if self.rejects is not None:
+            return Path(self.rejects)
+        name = self.output.name[: -len(".jsonl")] if self.output.name.endswith(".jsonl") else self.output.name
+        return self.output.with_name(name + ".rejects.jsonl")
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
+
+
+@dataclass
+class GenSummary:
+    queries: int = 0  # in this shard
+    already_done: int = 0  # found in the output (or rejects) when the run started
+    done: int = 0  # written by this run
+    retried: int = 0  # queries that needed more than one attempt
+    attempts: int = 0  # requests sent
+    rejected: int = 0
+    passages: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0
+    dropped_partial_bytes: int = 0
+    output: str = ""
+    rejects: str = ""
+    export: str | None = None
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.wall_s if self.wall_s else 0.0
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+
+def shard_of(query_id: str, count: int) -> int:
+    """Which of `count` shards owns a query: a hash of its id, so file order does not matter."""
+    digest = hashlib.blake2b(query_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+def request_seed(seed: int, query_id: str, attempt: int) -> int:
+    """A per-request seed: the same query gets the same sample whatever batch or shard it is in."""
+    digest = hashlib.blake2b(f"{seed}\0{query_id}\0{attempt}".encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+class InvalidAnswer(ValueError):
+    """The model's answer broke a rule; the message is fed back to the model on retry."""
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def validate_answer(
+    completion: Completion, query: str, levels: Sequence[int], per_level: int, min_words: int, max_words: int
+) -> dict[int, list[str]]:
+    """Parse the answer with `json` (never eval) and check it; raise `InvalidAnswer` saying why."""
+    text = completion.text.strip()
+    if text.startswith("```"):  # models like to fence JSON even when told not to
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        # strict=False: raw newlines inside strings, which grammars let small models write, are fine.
+        obj = json.loads(text, strict=False)
+    except json.JSONDecodeError as e:
+        if completion.finish_reason == "length":
+            raise InvalidAnswer("the answer was cut off at the token limit; write shorter passages") from None
+        raise InvalidAnswer(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise InvalidAnswer(f"expected a JSON object, got {type(obj).__name__}")
+    by_level: dict[int, list[str]] = {}
+    seen: dict[str, str] = {_normalise(query): "the query"}
+    for lv in levels:
+        key = level_key(lv)
+        if key not in obj:
+            raise InvalidAnswer(f"missing key {key!r}")
+        items = obj[key]
+        if isinstance(items, str):
+            items = [items]
+        if not isinstance(items, list) or len(items) < per_level:
+            n = len(items) if isinstance(items, list) else 0
+            raise InvalidAnswer(f"{key} needs {per_level} passage(s), got {n}")
+        passages = []
+        for i, passage in enumerate(items[:per_level]):
+            where = f"{key}[{i}]"
+            if not isinstance(passage, str) or not passage.strip():
+                raise InvalidAnswer(f"{where} is empty or not a string")
+            passage = " ".join(passage.split())
+            words = len(passage.split())
+            if not min_words <= words <= max_words:
+                raise InvalidAnswer(f"{where} has {words} words, expected {min_words} to {max_words}")
+            norm = _normalise(passage)
+            if norm in seen:
+                raise InvalidAnswer(f"{where} repeats {seen[norm]}")
+            seen[norm] = where
+            passages.append(passage)
+        by_level[lv] = passages
+    return by_level
+
+
+def select_queries(queries: Iterable[Query], shard: tuple[int, int]) -> list[Query]:
+    index, count = shard
+    return [q for q in queries if count == 1 or shard_of(q.id, count) == index]
+
+
+# --- append-only JSONL with crash recovery -------------------------------------------------------
+
+def recover_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The complete lines of `path` and the number of bytes of a partial last line, cut off here.
+
+    A process killed while appending can leave one unterminated line; it is the batch that was in
+    flight, so it is dropped (and re-generated). A complete line that is not JSON is real damage
+    and stops the run with `file:line`.
+    """
+    if not path.exists():
+        return [], 0
+    with open(path, "r+b") as fh:
+        data = fh.read()
+        cut = data.rfind(b"\n") + 1
+        dropped = len(data) - cut
+        if dropped:
+            fh.truncate(cut)
+            fh.flush()
+            os.fsync(fh.fileno())
+    records = []
+    for lineno, line in enumerate(data[:cut].split(b"\n")[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or "query_id" not in obj:
+                raise ValueError("expected a JSON object with 'query_id'")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise FormatError(path, lineno, f"damaged line ({e}); move the file aside or fix the line") from None
+        records.append(obj)
+    return records, dropped
+
+
+class AppendLog:
+    """An output opened for appending whole batches: write, flush, fsync; locked against a second writer."""
+
+    def __init__(self, path: Path, lazy: bool = False):
+        self.path = path
+        self.fh = None
+        if not lazy:  # a rejects file is only created when there is something to reject
+            self._open()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "ab")
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            self.fh = None
+            raise ListrankError(f"{self.path} is being written by another process (another `listrank gen`?)") from None
+
+    def append(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        if self.fh is None:
+            self._open()
+        self.fh.write("".join(lines).encode("utf-8"))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+def _batches(items: list[Query], size: int) -> Iterator[list[Query]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]gen"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("queries"),
+        TextColumn("{task.fields[passages_s]:.1f} passages/s"),
+        TextColumn("{task.fields[tokens_s]:.0f} tok/s"),
+        TextColumn("{task.fields[rejected]} rejected"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def _check_same_settings(path: Path, existing: dict[str, Any], current: dict[str, Any]) -> None:
+    diff = [k for k in _IDENTITY_KEYS if k in existing and existing.get(k) != current.get(k)]
+    if diff:
+        detail = ", ".join(f"{k}: {existing.get(k)!r} -> {current.get(k)!r}" for k in diff)
+        raise ListrankError(
+            f"{path} was started with other generation settings ({detail}); "
+            "resume with the same settings or write to a new --output"
+        )
+
+
+def generate(config: GenConfig, queries: Sequence[Query], backend: Backend | None = None) -> GenSummary:
+    """Generate graded lists for `queries` into `config.output`, resuming what is already there."""
+    started = time.perf_counter()
+    template = load_template(config.prompt_version, config.prompt_file)
+    # ~4 characters a word: the schema then rules out the one-word passages small models love.
+    builder = PromptBuilder(template, config.levels, config.per_level, config.passage_words,
+                            min_chars=4 * config.min_words)
+    schema = builder.json_schema()
+    summary = GenSummary(output=str(config.output), rejects=str(config.rejects_path))
+
+    selected = select_queries(queries, config.shard)
+    summary.queries = len(selected)
+
+    # Lock before looking: a partial last line is only safe to cut when nobody is still writing it.
+    out = AppendLog(config.output)
+    try:
+        return _generate_locked(config, queries, backend, out, template, builder, schema, summary, selected, started)
+    finally:
+        out.close()
+
+
+def _generate_locked(config, queries, backend, out, template, builder, schema, summary, selected, started):
+    done_records, summary.dropped_partial_bytes = recover_jsonl(config.output)
+    rejected_records, dropped_rejects = recover_jsonl(config.rejects_path)
+    if summary.dropped_partial_bytes or dropped_rejects:
+        console.print(f"[yellow]note:[/] dropped a partial last line left by an interrupted run in {config.output}")
+    done_ids = {str(r["query_id"]) for r in done_records}
+    rejected_ids = {str(r["query_id"]) for r in rejected_records} - done_ids
+    if config.retry_rejected and rejected_ids:
+        # Forget the old rejects before retrying them; a crash now only makes them pending again.
+        keep = [r for r in rejected_records if str(r["query_id"]) in done_ids]
+        with atomic_write(config.rejects_path) as fh:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in keep)
+        rejected_ids = set()
+    skip = done_ids | rejected_ids
+    pending = [q for q in selected if q.id not in skip]
+    summary.already_done = len(selected) - len(pending)
+    if config.limit is not None:
+        pending = pending[: config.limit]
+
+    if pending:
+        owned = backend is None  # a backend handed in by the caller is the caller's to close
+        if owned:
+            backend = get_backend(config.backend)(config.model, **config.backend_options)
+        generator = {
+            "backend": backend.name or config.backend,
+            "model": backend.model_id,
+            "prompt_version": template.version,
+            "levels": list(config.levels),
+            "per_level": config.per_level,
+            "passage_words": config.passage_words,
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+            "max_tokens": config.max_tokens,
+            "seed": config.seed,
+            "listrank": __version__,
+        }
+        if done_records:
+            _check_same_settings(config.output, done_records[0].get("generator") or {}, generator)
+        try:
+            _run(config, pending, backend, builder, schema, generator, summary, out)
+        finally:
+            if owned:
+                backend.close()
+
+    if config.export_beir is not None:
+        if config.output.exists() and config.output.stat().st_size:
+            summary.export = str(export_beir(config.output, config.export_beir, config.export_split))
+        else:
+            console.print(f"[yellow]warning:[/] nothing to export: {config.output} has no lists yet")
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def _run(config, pending, backend, builder, schema, generator, summary, out: AppendLog) -> None:
+    batch_size = config.batch_size or backend.default_batch_size
+    rejects = AppendLog(config.rejects_path, lazy=True)
+    run_start = time.perf_counter()
+    try:
+        with _progress(config.progress) as bar:
+            task = bar.add_task("gen", total=len(pending), passages_s=0.0, tokens_s=0.0, rejected=0)
+            for batch in _batches(pending, batch_size):
+                good, bad = _generate_batch(config, batch, backend, builder, schema, summary)
+                reject_lines, out_lines = [], []
+                for q in batch:
+                    if q.id in good:
+                        by_level, attempts = good[q.id]
+                        passages = [
+                            SyntheticPassage(id=SyntheticList.passage_id(q.id, lv, i), level=lv, text=text)
+                            for lv in config.levels
+                            for i, text in enumerate(by_level[lv])
+                        ]
+                        record = SyntheticList(q.id, q.text, passages, {**generator, "attempts": attempts})
+                        out_lines.append(synthetic_jsonl_line(record))
+                        summary.passages += len(passages)
+                    else:
+                        reason, last_answer = bad[q.id]
+                        summary.reject_reasons[reason] = summary.reject_reasons.get(reason, 0) + 1
+                        reject_lines.append(json.dumps({
+                            "query_id": q.id, "query": q.text, "reason": reason,
+                            "attempts": config.max_attempts, "last_answer": last_answer[:4000],
+                            "generator": generator,
+                        }, ensure_ascii=False) + "\n")
+                rejects.append(reject_lines)
+                out.append(out_lines)
+                summary.done += len(out_lines)
+                summary.rejected += len(reject_lines)
+                elapsed = max(time.perf_counter() - run_start, 1e-9)
+                bar.update(task, advance=len(batch), passages_s=summary.passages / elapsed,
+                           tokens_s=summary.completion_tokens / elapsed, rejected=summary.rejected)
+    finally:
+        rejects.close()
+
+
+def _generate_batch(config, batch, backend, builder, schema, summary):
+    """Ask, validate, re-ask the invalid ones; returns ({qid: (by_level, attempts)}, {qid: (reason, answer)})."""
+    good: dict[str, tuple[dict[int, list[str]], int]] = {}
+    bad: dict[str, tuple[str, str]] = {}
+    previous: dict[str, tuple[str, str]] = {}
+    active = list(batch)
+    for attempt in range(config.max_attempts):
+        requests = []
+        for q in active:
+            if q.id in previous:
+                messages = builder.retry_messages(q.text, *previous[q.id])
+            else:
+                messages = builder.messages(q.text)
+            requests.append(Request(messages, config.sampling, request_seed(config.seed, q.id, attempt), schema))
+        completions = backend.generate(requests)
+        if len(completions) != len(requests):
+            raise ListrankError(f"backend {backend.name!r} returned {len(completions)} answers for {len(requests)} prompts")
+        summary.attempts += len(requests)
+        still_invalid = []
+        for q, completion in zip(active, completions):
+            summary.prompt_tokens += completion.prompt_tokens
+            summary.completion_tokens += completion.completion_tokens
+            try:
+                by_level = validate_answer(
+                    completion, q.text, config.levels, config.per_level, config.min_words, config.max_words
+                )
+            except InvalidAnswer as e:
+                previous[q.id] = (completion.text, str(e))
+                still_invalid.append(q)
+            else:
+                good[q.id] = (by_level, attempt + 1)
+                if attempt:
+                    summary.retried += 1
+        active = still_invalid
+        if not active:
+            break
+    for q in active:
+        answer, reason = previous[q.id]
+        bad[q.id] = (reason, answer)
+        if config.max_attempts > 1:
+            summary.retried += 1
+    return good, bad
+
+
+# --- BEIR export --------------------------------------------------------------------------------
+
+def export_beir(synthetic_path: str | os.PathLike, folder: str | os.PathLike, split: str = "train") -> Path:
+    """Write `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv` (graded: the level) atomically."""
+    lists = read_synthetic(synthetic_path)
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        write_corpus(tmp / "corpus.jsonl", (Document(id=p.id, text=p.text) for sl in lists for p in sl.passages))
+        write_queries(tmp / "queries.jsonl", (Query(id=sl.query_id, text=sl.query) for sl in lists))
+        write_qrels(tmp / "qrels" / f"{split}.tsv", {sl.query_id: {p.id: p.level for p in sl.passages} for sl in lists})
+    return folder
+
+
+# --- command-line glue (kept here so that cli.py stays a thin parser) ----------------------------
+
+def load_queries(
+    queries_file: str | os.PathLike | None,
+    dataset: str | None = None,
+    split: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    skip_invalid: bool = False,
+) -> tuple[list[Query], ReadStats]:
+    """Queries from a TSV/JSONL file, or from a dataset id (only those judged in `split`, if given)."""
+    from listrank.datasets import resolve
+    from listrank.formats import read_queries
+
+    if (queries_file is None) == (dataset is None):
+        raise ListrankError("give a queries file or --dataset (one of them)")
+    stats = ReadStats()
+    if queries_file is not None:
+        if split is not None:
+            raise ListrankError("--split needs --dataset (a queries file has no qrels to split by)")
+        return read_queries(queries_file, skip_invalid=skip_invalid, stats=stats), stats
+    ds = resolve(dataset, data_dir=data_dir)
+    if ds.queries_file is None or not ds.queries_file.exists():
+        raise ListrankError(f"dataset {dataset!r} has no queries file")
+    queries = read_queries(ds.queries_file, skip_invalid=skip_invalid, stats=stats)
+    if split is not None:
+        judged = ds.qrels(split)
+        queries = [q for q in queries if q.id in judged]
+        if not queries:
+            raise ListrankError(f"dataset {dataset!r}: no query is judged in split {split!r}")
+    return queries, stats
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    if not spec:
+        return (0, 1)
+    try:
+        index, count = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ListrankError(f"--shard {spec!r}: expected i/n, e.g. 0/4 (i counts from 0)") from None
+    if count < 1 or not 0 <= index < count:
+        raise ListrankError(f"--shard {spec!r}: expected i/n with 0 <= i < n")
+    return index, count
+
+
+def parse_levels(spec: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in spec.split(",") if x.strip())
+    except ValueError:
+        raise ListrankError(f"--levels {spec!r}: expected comma-separated integers, e.g. 3,2,1,0") from None
+
+
+def parse_backend_options(pairs: Iterable[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ListrankError(f"--backend-opt {pair!r}: expected KEY=VALUE")
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def summary_table(summary: GenSummary):
+    from rich.table import Table
+
+    table = Table(title="listrank gen", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("queries (this shard)", f"{summary.queries}"),
+        ("already done", f"{summary.already_done}"),
+        ("done now", f"{summary.done}  ({summary.passages} passages)"),
+        ("retried", f"{summary.retried}  ({summary.attempts} requests)"),
+        ("rejected", f"{summary.rejected}" + (f"  -> {summary.rejects}" if summary.rejected else "")),
+        ("tokens", f"{summary.prompt_tokens} prompt, {summary.completion_tokens} generated "
+                   f"({summary.tokens_per_s:.1f} generated/s)"),
+        ("wall time", f"{summary.wall_s:.1f} s"),
+        ("output", summary.output),
+    ]
+    if summary.export:
+        rows.append(("BEIR export", summary.export))
+    for reason, n in sorted(summary.reject_reasons.items(), key=lambda kv: -kv[1])[:5]:
+        rows.append(("reject reason", f"{n} x {reason}"))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

