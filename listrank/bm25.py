@@ -88,11 +88,8 @@ def _corpus_file(path: str | os.PathLike) -> Path:
 
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _docs_digest(docs: Iterable[Document]) -> tuple[str, int]:
@@ -169,19 +166,9 @@ def index_is_current(index_dir: str | os.PathLike, corpus: CorpusLike) -> bool:
 # --- indexing ------------------------------------------------------------------------------------
 
 def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
+    from listrank.progress import progress_bar
 
-    return Progress(
-        SpinnerColumn(),
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not enabled,
-    )
+    return progress_bar(enabled=enabled, transient=True)
 
 
 def _write_collection(docs: list[Document], folder: Path, shards: int) -> None:

@@ -172,11 +172,8 @@ def resolve(spec: str | os.PathLike, data_dir: str | os.PathLike | None = None, 
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def _fetch(url: str, dest: Path) -> None:
@@ -207,8 +204,9 @@ def download_beir(name: str, dest_parent: Path) -> Path:
         zip_path = Path(tmp) / f"{name}.zip"
         _fetch(url, zip_path)
         expected = BEIR_MD5.get(name)
-        if expected and _md5(zip_path) != expected:
-            raise ListrankError(f"download of {url} is corrupt: md5 {_md5(zip_path)} != published {expected}")
+        actual = _md5(zip_path) if expected else None
+        if actual != expected:
+            raise ListrankError(f"download of {url} is corrupt: md5 {actual} != published {expected}")
         try:
             with zipfile.ZipFile(zip_path) as zf:
                 bad = zf.testzip()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress, TextColumn
 
 from listrank import __version__
 from listrank.atomic import atomic_dir, atomic_write
@@ -37,6 +37,7 @@ from listrank.formats import (
 )
 from listrank.gen.backends.base import Backend, Completion, Request, Sampling, get_backend
 from listrank.gen.prompts import DEFAULT_VERSION, PromptBuilder, level_key, load_template
+from listrank.progress import progress_bar
 
 console = Console(stderr=True)
 
@@ -271,20 +272,12 @@ def _batches(items: list[Query], size: int) -> Iterator[list[Query]]:
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]gen"),
-        BarColumn(),
-        MofNCompleteColumn(),
+    return progress_bar(
         TextColumn("queries"),
         TextColumn("{task.fields[passages_s]:.1f} passages/s"),
         TextColumn("{task.fields[tokens_s]:.0f} tok/s"),
         TextColumn("{task.fields[rejected]} rejected"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
+        enabled=enabled,
     )
 
 
