@@ -248,11 +248,12 @@ def eval_cmd(
     keep_self_hits: bool = typer.Option(False, "--keep-self-hits", help="Keep hits whose doc id equals the query id (BEIR drops them)."),
     complete: bool = typer.Option(False, "--complete", help="Score judged queries missing from a run as 0 (trec_eval -c)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write metrics (aggregate + per query + tests) as JSON."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of per-query deltas of the first metric (needs two runs)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of per-query deltas of the first metric (needs two runs); with --level-audit: score by level."),
     permutations: int = typer.Option(10_000, "--permutations", help="Randomization-test permutations."),
     bm25: bool = typer.Option(False, "--bm25", help="With no run: retrieve with Lucene BM25 (k1=0.9, b=0.4)."),
     save_run: Optional[Path] = typer.Option(None, "--save-run", help="With no run: also write the retrieved run here."),
     k: Optional[int] = typer.Option(None, "-k", help="With no run: hits per query [default: 1000]."),
+    level_audit: bool = typer.Option(False, "--level-audit", help="Audit synthetic levels instead: how well the encoder's scores order each query's own passages by level (--dataset: a gen --export-beir folder or gen JSONL; -o JSON, --plot PNG of score by level)."),
     model: Optional[str] = MODEL,
     pooling: Optional[str] = POOLING,
     normalize: Optional[bool] = NORMALIZE,
@@ -273,7 +274,12 @@ def eval_cmd(
         listrank eval runs/scifact.run.jsonl --dataset beir/scifact
         listrank eval runs/a.jsonl runs/b.jsonl --dataset beir/scifact -o cmp.json --plot cmp.png
         listrank eval ../shared/data/msmarco/dl19-pool/bm25.run --dataset msmarco/dl19-pool --relevance-level 2
+        listrank eval --dataset synth_beir/ --level-audit -o audit.json --plot levels.png   # do scores follow the levels?
+        listrank eval --dataset synth.jsonl --level-audit --model models/sycl
     """
+    if level_audit:
+        return _level_audit(dataset, split, qrels, runs, bm25, output, plot, data_dir,
+                            _dense_settings(model, pooling, normalize, max_length, batch_size, precision))
     from listrank import evaluate as ev
     from listrank.datasets import resolve
     from listrank.formats import read_qrels, read_run, write_run
@@ -312,6 +318,24 @@ def eval_cmd(
             target = plot if len(results) == 2 else plot.with_name(f"{plot.stem}.{_slug(other.name)}{plot.suffix}")
             ev.plot_per_query_delta(results[0], other, results[0].metrics[0], target)
             console.print(f"plot → {target}", highlight=False)
+
+
+def _level_audit(dataset, split, qrels, runs, bm25, output, plot, data_dir, dense) -> None:
+    """`eval --level-audit`: score each query against its own synthetic passages (listrank.audit)."""
+    from listrank import audit
+
+    if runs or bm25:
+        raise ListrankError("--level-audit scores the dataset's own lists with a dense encoder; "
+                            "it takes no run files and no --bm25")
+    lists = audit.load_lists(dataset, split, data_dir, qrels)
+    result = audit.level_audit(lists, dense.encoder(), batch_size=dense.batch_size, show_progress=True)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    stdout_console.print(audit.audit_tables(result))
+    if output:
+        console.print(f"level audit → {audit.write_audit_json(output, result)}", highlight=False)
+    if plot:
+        console.print(f"plot → {audit.plot_levels(result, plot)}", highlight=False)
 
 
 def _run_name(path: Path, all_paths: list[Path]) -> str:
