@@ -48,3 +48,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_png(figure, path: str | os.PathLike) -> Path:
+    """Save a matplotlib figure as a PNG, atomically (every plot listrank writes goes through here)."""
+    with atomic_write(path, "wb") as fh:
+        figure.savefig(fh, format="png")
+    return Path(path)

@@ -29,7 +29,6 @@ Entry points: `load_lists(...)` -> lists, `level_audit(lists, encoder)` -> `Audi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from listrank.atomic import atomic_write
+from listrank.atomic import atomic_write, write_png
 from listrank.errors import ListrankError
 from listrank.formats import (
     Document, PathLike, Qrels, Query, SyntheticList, SyntheticPassage, read_qrels, read_synthetic,
@@ -477,12 +476,7 @@ def plot_levels(result: AuditResult, path: PathLike) -> Path:
         fontsize=11,
     )
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    path = Path(path)
-    with atomic_write(path, "wb") as fh:
-        fh.write(buffer.getvalue())
-    return path
+    return write_png(figure, path)
 
 
 __all__ = [

@@ -23,7 +23,6 @@ Conventions, chosen to match trec_eval and BEIR:
 from __future__ import annotations
 
 import functools
-import io
 import json
 import re
 import warnings
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 import numpy as np
 import pytrec_eval
 
-from listrank.atomic import atomic_write
+from listrank.atomic import atomic_write, write_png
 from listrank.errors import ListrankError
 from listrank.formats import PathLike, Qrels, Run
 
@@ -620,12 +619,7 @@ def plot_per_query_delta(
     wins, losses = int((deltas > 0).sum()), int((deltas < 0).sum())
     axes.set_title(title or f"{name} per query: mean delta {deltas.mean():+.4f}, {wins} better, {losses} worse")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    path = Path(path)
-    with atomic_write(path, "wb") as fh:
-        fh.write(buffer.getvalue())
-    return path
+    return write_png(figure, path)
 
 
 def _only(result: EvalResult, metric: str) -> EvalResult:

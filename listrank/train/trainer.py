@@ -41,7 +41,7 @@ from rich.markup import escape
 from rich.progress import TextColumn
 
 from listrank import __version__
-from listrank.atomic import atomic_dir, atomic_write
+from listrank.atomic import atomic_dir, atomic_write, write_png
 from listrank.errors import ListrankError
 from listrank.progress import progress_bar, stderr_console
 from listrank.train.config import TrainConfig
@@ -700,8 +700,7 @@ def plot_log(log: list[dict], path: Path) -> Path | None:
     ax2.set_ylabel("learning rate", color="tab:orange")
     ax1.set_title("listrank train")
     fig.tight_layout()
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png")
+    write_png(fig, path)
     plt.close(fig)
     return path
 
