@@ -614,10 +614,11 @@ def plot_per_query_delta(
     axes.bar(np.arange(len(deltas)), deltas, width=1.0 if len(deltas) > 200 else 0.8, color=colors)
     axes.axhline(0.0, color="black", linewidth=0.8)
     axes.set_xlabel(f"queries, sorted by difference (n = {len(deltas)})")
-    axes.set_ylabel(f"{name}: {other.name} - {baseline.name}")
+    axes.set_ylabel(f"Δ {name}")  # short: long run names would be clipped; they go in the title
     axes.set_xticks([])
     wins, losses = int((deltas > 0).sum()), int((deltas < 0).sum())
-    axes.set_title(title or f"{name} per query: mean delta {deltas.mean():+.4f}, {wins} better, {losses} worse")
+    axes.set_title(title or f"{name} per query, {other.name} − {baseline.name}: mean {deltas.mean():+.4f}, "
+                            f"{wins} better, {losses} worse, {len(deltas) - wins - losses} tied")
     figure.tight_layout()
     return write_png(figure, path)
 
