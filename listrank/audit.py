@@ -401,7 +401,7 @@ def audit_tables(result: AuditResult) -> "Group":
     summary.add_column("measure")
     summary.add_column("value", justify="right")
     summary.add_column("queries", justify="right")
-    summary.add_row("nDCG@10 of the synthetic lists", f"{result.ndcg10:.4f}", str(result.n_ranked))
+    summary.add_row("nDCG@10 of the lists", f"{result.ndcg10:.4f}", str(result.n_ranked))
     tb = result.top_bottom
     if tb:
         summary.add_row(f"level {tb.high} > level {tb.low} (mean scores)", _pct(tb.query_share), str(tb.queries))

@@ -209,7 +209,7 @@ def test_cli_level_audit(tmp_path):
     out, png = tmp_path / "audit.json", tmp_path / "audit.png"
     result = invoke("eval", "--dataset", root, "--level-audit", "--max-length", 64, "-o", out, "--plot", png)
     assert result.exit_code == 0, result.output
-    assert "nDCG@10 of the synthetic lists" in result.output and "3>0" in result.output
+    assert "nDCG@10 of the lists" in result.output and "3>0" in result.output
     saved = json.loads(out.read_text())
     assert saved["summary"]["top_over_bottom_query_share"] == 1.0 and saved["encoder"]["max_length"] == 64
     assert saved["encoder"]["name"] == "all-MiniLM-L6-v2" and "all-MiniLM-L6-v2" in result.output
