@@ -86,6 +86,7 @@ def gen(
     max_words: int = typer.Option(400, "--max-words", help="Reject passages longer than this."),
     temperature: float = typer.Option(0.7, "--temperature"),
     top_p: float = typer.Option(0.95, "--top-p"),
+    repeat_penalty: float | None = typer.Option(None, "--repeat-penalty", help="Damp tokens already written, 1.0 = off (default: the backend's, 1.1 llama-cpp, 1.0 others)."),
     max_tokens: int = typer.Option(2048, "--max-tokens", help="Per answer."),
     seed: int = typer.Option(0, "--seed", help="Same seed + backend + model + prompt = same output."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per query before it goes to the rejects file."),
@@ -121,7 +122,8 @@ def gen(
         output=output, backend=backend, model=model, backend_options=options,
         prompt_version=prompt_version, prompt_file=prompt_file, levels=parse_levels(levels),
         per_level=per_level, passage_words=passage_words, min_words=min_words, max_words=max_words,
-        temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, max_attempts=max_attempts,
+        temperature=temperature, top_p=top_p, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed,
+        max_attempts=max_attempts,
         batch_size=batch_size, shard=parse_shard(shard), limit=limit, rejects=rejects,
         retry_rejected=retry_rejected, export_beir=export_beir, export_split=export_split, progress=not no_progress,
     )

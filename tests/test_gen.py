@@ -229,6 +229,40 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         generate(config(tmp_path, seed=5), QUERIES, EchoBackend())
 
 
+def test_repeat_penalty_reaches_requests_and_metadata_and_is_part_of_the_identity(tmp_path):
+    backend = EchoBackend()
+    generate(config(tmp_path, limit=1, repeat_penalty=1.3), QUERIES, backend)
+    assert {r.sampling.repeat_penalty for call in backend.calls for r in call} == {1.3}
+    assert lines(tmp_path / "synth.jsonl")[0]["generator"]["repeat_penalty"] == 1.3
+    with pytest.raises(ListrankError, match=r"other generation settings \(repeat_penalty: 1.3 -> 1.1\)"):
+        generate(config(tmp_path, repeat_penalty=1.1), QUERIES, EchoBackend())
+    assert generate(config(tmp_path, repeat_penalty=1.3, limit=1), QUERIES, EchoBackend()).done == 1
+    with pytest.raises(ListrankError, match="repeat-penalty must be > 0"):
+        config(tmp_path, repeat_penalty=0.0)
+
+
+def test_lines_from_before_repeat_penalty_resume_only_with_it_off(tmp_path):
+    cfg = config(tmp_path, limit=1, repeat_penalty=1.0)
+    generate(cfg, QUERIES, EchoBackend())
+    old = lines(cfg.output)[0]
+    del old["generator"]["repeat_penalty"]
+    cfg.output.write_text(json.dumps(old) + "\n")
+    with pytest.raises(ListrankError, match=r"repeat_penalty: 1.0 -> 1.2"):
+        generate(config(tmp_path, repeat_penalty=1.2), QUERIES, EchoBackend())
+    assert generate(config(tmp_path, repeat_penalty=1.0, limit=1), QUERIES, EchoBackend()).done == 1
+
+
+def test_cli_repeat_penalty_flag(tmp_path):
+    queries = tmp_path / "q.tsv"
+    queries.write_text("1\tfirst query\n")
+    res = cli(queries, "-o", tmp_path / "s.jsonl", "--repeat-penalty", 1.25)
+    assert res.exit_code == 0, res.output
+    assert lines(tmp_path / "s.jsonl")[0]["generator"]["repeat_penalty"] == 1.25
+    res = cli(queries, "-o", tmp_path / "d.jsonl")
+    assert res.exit_code == 0, res.output
+    assert lines(tmp_path / "d.jsonl")[0]["generator"]["repeat_penalty"] == 1.0  # the backend's default
+
+
 def test_same_seed_same_output_whatever_the_batching(tmp_path):
     a = generate(config(tmp_path, output=tmp_path / "a.jsonl", seed=3, batch_size=2), QUERIES, EchoBackend())
     b = generate(config(tmp_path, output=tmp_path / "b.jsonl", seed=3, batch_size=5), QUERIES, EchoBackend())
@@ -359,3 +393,20 @@ def test_export_with_nothing_generated_warns_instead_of_failing(tmp_path):
     summary = generate(cfg, QUERIES[:1], ScriptedBackend({QUERIES[0].text: bad}))
     assert (summary.done, summary.rejected, summary.export) == (0, 1, None)
     assert not (tmp_path / "beir").exists()
+
+
+def test_backends_map_repeat_penalty():
+    from types import SimpleNamespace
+
+    from listrank.gen.backends.base import Request, Sampling
+    from listrank.gen.backends.vllm import VllmBackend
+
+    vllm = object.__new__(VllmBackend)  # no engine: only the request -> SamplingParams mapping
+    vllm._vllm, vllm.structured = SimpleNamespace(SamplingParams=lambda **kw: kw), False
+    params = vllm._params(Request([{"role": "user", "content": "q"}], Sampling(repeat_penalty=1.2), seed=1))
+    assert params["repetition_penalty"] == 1.2 and params["temperature"] == 0.7
+    from listrank.gen.backends.llama_cpp import LlamaCppBackend
+    from listrank.gen.backends.openai_http import OpenAIHttpBackend
+
+    assert (LlamaCppBackend.default_repeat_penalty, VllmBackend.default_repeat_penalty,
+            OpenAIHttpBackend.default_repeat_penalty) == (1.1, 1.0, 1.0)

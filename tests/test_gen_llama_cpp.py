@@ -44,6 +44,7 @@ def test_real_model_writes_every_level_distinct_and_non_empty(tmp_path):
         texts = [p.text for p in sl.passages]
         assert all(t.strip() for t in texts) and len(set(texts)) == 4
         assert sl.generator["model"] == GGUF.name and sl.generator["backend"] == "llama-cpp"
+        assert sl.generator["repeat_penalty"] == 1.1  # the backend's default, through the sampler chain
     rejects = cfg.rejects_path.read_text().splitlines() if cfg.rejects_path.exists() else []
     assert len(rejects) == summary.rejected and all(json.loads(line)["reason"] for line in rejects)
 

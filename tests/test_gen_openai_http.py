@@ -58,6 +58,18 @@ def test_openai_http_backend_sends_schema_and_seed(tmp_path, server, monkeypatch
     assert body["response_format"]["json_schema"]["schema"]["required"] == ["level_3", "level_2", "level_1", "level_0"]
     rec = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[0])
     assert rec["generator"]["backend"] == "openai-http" and rec["generator"]["model"] == f"served-model@{url}"
+    # off by default here (1.0: no extra field a plain OpenAI server could refuse); when set it goes
+    # as the fields vLLM and llama-server read
+    assert rec["generator"]["repeat_penalty"] == 1.0
+    assert not any("repetition_penalty" in b or "repeat_penalty" in b for _, _, b in received)
+    received.clear()
+    generate(GenConfig(output=tmp_path / "p.jsonl", backend="openai-http", model="m", progress=False,
+                       backend_options={"base_url": url}, repeat_penalty=1.2, limit=1), queries)
+    assert received and all(b["repetition_penalty"] == b["repeat_penalty"] == 1.2 for _, _, b in received)
+    received.clear()
+    generate(GenConfig(output=tmp_path / "o.jsonl", backend="openai-http", model="m", progress=False,
+                       backend_options={"base_url": url}, repeat_penalty=1.0, limit=1), queries)
+    assert received and not any("repetition_penalty" in b or "repeat_penalty" in b for _, _, b in received)
 
 
 def test_openai_http_backend_unreachable_is_a_clear_error(tmp_path):

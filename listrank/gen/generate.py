@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -43,7 +43,9 @@ console = Console(stderr=True)
 
 # Settings that change what is generated: a resumed run must match the lines already written.
 _IDENTITY_KEYS = ("backend", "model", "prompt_version", "levels", "per_level", "passage_words",
-                  "temperature", "top_p", "max_tokens", "seed")
+                  "temperature", "top_p", "repeat_penalty", "max_tokens", "seed")
+# What a key missing from lines written before it existed meant.
+_IDENTITY_MISSING = {"repeat_penalty": 1.0}
 
 
 @dataclass
@@ -63,6 +65,7 @@ class GenConfig:
     max_words: int = 400
     temperature: float = 0.7
     top_p: float = 0.95
+    repeat_penalty: float | None = None  # None: the backend's default_repeat_penalty
     max_tokens: int = 2048
     seed: int = 0
     max_attempts: int = 3
@@ -87,6 +90,8 @@ class GenConfig:
             raise ListrankError(f"passage length bounds {self.min_words}..{self.max_words} words are empty")
         if not 0.0 <= self.top_p <= 1.0 or self.temperature < 0 or self.max_tokens < 1:
             raise ListrankError("need temperature >= 0, 0 <= top-p <= 1 and max-tokens >= 1")
+        if self.repeat_penalty is not None and not self.repeat_penalty > 0:
+            raise ListrankError("--repeat-penalty must be > 0 (1.0 = off)")
         if self.batch_size is not None and self.batch_size < 1:
             raise ListrankError("--batch-size must be at least 1")
 
@@ -99,7 +104,8 @@ class GenConfig:
 
     @property
     def sampling(self) -> Sampling:
-        return Sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
+        return Sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                        repeat_penalty=1.0 if self.repeat_penalty is None else self.repeat_penalty)
 
 
 @dataclass
@@ -282,6 +288,8 @@ def _progress(enabled: bool) -> Progress:
 
 
 def _check_same_settings(path: Path, existing: dict[str, Any], current: dict[str, Any]) -> None:
+    if existing:
+        existing = {**_IDENTITY_MISSING, **existing}
     diff = [k for k in _IDENTITY_KEYS if k in existing and existing.get(k) != current.get(k)]
     if diff:
         detail = ", ".join(f"{k}: {existing.get(k)!r} -> {current.get(k)!r}" for k in diff)
@@ -335,6 +343,8 @@ def _generate_locked(config, queries, backend, out, template, builder, schema, s
         owned = backend is None  # a backend handed in by the caller is the caller's to close
         if owned:
             backend = get_backend(config.backend)(config.model, **config.backend_options)
+        if config.repeat_penalty is None:
+            config = replace(config, repeat_penalty=backend.default_repeat_penalty)
         generator = {
             "backend": backend.name or config.backend,
             "model": backend.model_id,
@@ -344,6 +354,7 @@ def _generate_locked(config, queries, backend, out, template, builder, schema, s
             "passage_words": config.passage_words,
             "temperature": config.temperature,
             "top_p": config.top_p,
+            "repeat_penalty": config.repeat_penalty,
             "max_tokens": config.max_tokens,
             "seed": config.seed,
             "listrank": __version__,

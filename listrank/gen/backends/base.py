@@ -27,6 +27,9 @@ class Sampling:
     temperature: float = 0.7
     top_p: float = 0.95
     max_tokens: int = 2048
+    # Divides the logit of every token already generated (last 64 of them): 1.0 = off.
+    # The CTRL / llama.cpp `repeat_penalty` = vLLM / HF `repetition_penalty`.
+    repeat_penalty: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Backend(abc.ABC):
     name: ClassVar[str] = ""
     # How many queries `listrank gen` hands over at once unless `--batch-size` says otherwise.
     default_batch_size: ClassVar[int] = 8
+    # `--repeat-penalty` unless given (1.0 = off; docs/gen.md has the measurements behind 1.1 for llama-cpp).
+    default_repeat_penalty: ClassVar[float] = 1.0
 
     def __init__(self, model: str | None = None, **options: Any):
         self.model = model

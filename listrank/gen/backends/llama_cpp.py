@@ -13,7 +13,8 @@ Two ways to run a batch:
   seed. One matrix-matrix product per step instead of N matrix-vector ones keeps the cores busy
   on small models, where single-sequence decoding is overhead-bound.
 
-The sampler chain (top-k 40, top-p, min-p 0.05, temperature, seeded dist) is the one
+The sampler chain (repeat penalty over the last 64 tokens, grammar, top-k 40, top-p, min-p 0.05,
+temperature, seeded dist) is the one
 `create_chat_completion` builds, so both modes sample the same way.
 
 Options (`--backend-opt key=value`): n_ctx (per sequence, 4096), n_threads (half the cores, as
@@ -89,6 +90,8 @@ class _Sequence:
 @register("llama-cpp")
 class LlamaCppBackend(Backend):
     default_batch_size = 8
+    # Without it the bundled 135M model loops until max_tokens on most MS MARCO queries (docs/gen.md).
+    default_repeat_penalty = 1.1
 
     def __init__(self, model: str | None = None, **options: Any):
         path = Path(model) if model else bundled_gguf()
@@ -149,6 +152,7 @@ class LlamaCppBackend(Backend):
             messages=request.messages, response_format=response_format, seed=request.seed,
             temperature=request.sampling.temperature, top_p=request.sampling.top_p,
             top_k=self.top_k, min_p=self.min_p, max_tokens=request.sampling.max_tokens,
+            repeat_penalty=request.sampling.repeat_penalty,
         )
         choice, usage = out["choices"][0], out.get("usage") or {}
         return Completion(
@@ -230,6 +234,12 @@ class LlamaCppBackend(Backend):
     def _sampler(self, request: Request):
         ll = self._ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if request.sampling.repeat_penalty != 1.0:
+            # First, as in create_chat_completion: over the last 64 generated tokens
+            # (Llama.last_n_tokens_size). This build's C signature still takes n_vocab first.
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_penalties(
+                ll.llama_vocab_n_tokens(self._vocab), self.llm.last_n_tokens_size,
+                request.sampling.repeat_penalty, 0.0, 0.0))
         grammar = self._grammar(request.json_schema)
         if grammar is not None:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_grammar(

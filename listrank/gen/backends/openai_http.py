@@ -49,6 +49,10 @@ class OpenAIHttpBackend(Backend):
             "max_tokens": request.sampling.max_tokens,
             "seed": request.seed,
         }
+        if request.sampling.repeat_penalty != 1.0:
+            # Not an OpenAI field: vLLM and llama-server read it (as `repetition_penalty` and
+            # `repeat_penalty`); sent only when set, so plain OpenAI-style servers never see it.
+            body["repetition_penalty"] = body["repeat_penalty"] = request.sampling.repeat_penalty
         if self.structured and request.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",

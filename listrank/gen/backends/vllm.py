@@ -54,6 +54,7 @@ class VllmBackend(Backend):
         kwargs: dict[str, Any] = {
             "temperature": request.sampling.temperature,
             "top_p": request.sampling.top_p,
+            "repetition_penalty": request.sampling.repeat_penalty,
             "max_tokens": request.sampling.max_tokens,
             "seed": request.seed,
         }
