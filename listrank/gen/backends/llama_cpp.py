@@ -17,8 +17,8 @@ The sampler chain (repeat penalty over the last 64 tokens, grammar, top-k 40, to
 temperature, seeded dist) is the one
 `create_chat_completion` builds, so both modes sample the same way.
 
-Options (`--backend-opt key=value`): n_ctx (per sequence, 4096), n_threads (half the cores, as
-llama-cpp-python), n_threads_batch (= n_threads), n_batch (512), n_parallel (4), n_gpu_layers (0),
+Options (`--backend-opt key=value`): n_ctx (per sequence, 4096), n_threads (all cores this process
+may use), n_threads_batch (= n_threads), n_batch (512), n_parallel (4), n_gpu_layers (0),
 top_k (40), min_p (0.05).
 
 Prefix sharing: all prompts of a batch are one template with the query at the end, so in
@@ -107,7 +107,9 @@ class LlamaCppBackend(Backend):
         # llama-cpp-python's own default (physical cores on SMT machines). More threads than free
         # cores is far worse than fewer: ggml's threads spin at barriers, and on a shared 2-core
         # machine 2 threads measured 10-50x slower than 1 (docs/benchmarks_gen.md).
-        n_threads = pop_option(options, "n_threads", max(1, (os.cpu_count() or 2) // 2), int)
+        # All the cores this process may use: on an idle 2-core machine 2 threads generated 2.1x the
+        # queries/min of 1 (docs/gen.md). On a machine shared with other jobs, set n_threads lower.
+        n_threads = pop_option(options, "n_threads", len(os.sched_getaffinity(0)), int)
         n_threads_batch = pop_option(options, "n_threads_batch", n_threads, int)
         n_gpu_layers = pop_option(options, "n_gpu_layers", 0, int)
         reject_unknown(self.name, options)
