@@ -55,3 +55,15 @@ def other_model(tmp_path_factory):
     weights[name] = weights[name] + 0.01
     save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """On a small shared CPU, 2 OpenMP threads contending with other jobs run tiny training steps
+    ~3x slower than 1 thread; modules opt in with `pytestmark`, and the setting is restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,14 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DATA = Path(os.environ.get("LISTRANK_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On a small shared CPU, 2 OpenMP threads contending with other jobs run these tiny steps ~3x
-    slower than 1 thread; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny training steps: one torch thread (the `one_thread` fixture in conftest.py says why).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -23,14 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On a small shared CPU, 2 OpenMP threads contending with other jobs run these tiny steps ~3x
-    slower than 1 thread; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny training steps: one torch thread (the `one_thread` fixture in conftest.py says why).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
