@@ -28,7 +28,7 @@ def _one_line_error(result, *fragments):
 
 def test_version_and_help():
     assert invoke("--version").output.strip() == f"listrank {__version__}"
-    for cmd in ("index", "search", "eval", "regressions"):
+    for cmd in ("gen", "train", "index", "search", "eval", "regressions"):
         out = invoke(cmd, "--help").output
         assert "Examples" in out, cmd
 

@@ -188,7 +188,7 @@ def test_cli_help_has_examples():
 def test_qrels_source_label_transform_and_merge(tmp_path):
     dl19 = str(DATA / "msmarco" / "dl19-pool")
     data = load_sources([SourceConfig(dl19, split="test", labels="0:drop,*:3")])
-    qid = data.lists[0].query_id
+    qid, query_text = data.lists[0].query_id, data.lists[0].query
     rep = data.report.sources[0]
     assert rep.kind == "qrels" and rep.queries == 43 and set(rep.label_counts) == {"3"}
     assert rep.missing_docs > 0 and rep.dropped_by_label_map > 0
@@ -196,12 +196,19 @@ def test_qrels_source_label_transform_and_merge(tmp_path):
     assert data.report.used == 0 and data.report.skipped_one_label == 43  # all 3s: nothing to rank
     # synthetic + real on the same query ids merge into one list
     synth = tmp_path / "s.jsonl"
-    synth.write_text(json.dumps({"query_id": qid, "query": "q", "passages": [
-        {"id": "s0", "level": 2, "text": "a"}, {"id": "s1", "level": 0, "text": "b"}]}) + "\n")
+    def write(query_text):
+        synth.write_text(json.dumps({"query_id": qid, "query": query_text, "passages": [
+            {"id": "s0", "level": 2, "text": "a"}, {"id": "s1", "level": 0, "text": "b"}]}) + "\n")
+
+    write("  " + query_text.upper() + " ")  # case and spacing do not make another query
     merged = load_sources([SourceConfig(str(synth)), SourceConfig(dl19, split="test", labels="0:drop,*:3")])
     ql = next(q for q in merged.lists if q.query_id == qid)
     assert len(ql.parts) == 2 and ql.labels() == {0, 2, 3}
     assert merged.report.lists == 43 and merged.fingerprint() != data.fingerprint()
+    # the same id for another query (two datasets with numeric ids) is an error, not a silent merge
+    write("an entirely different question")
+    with pytest.raises(ListrankError, match=f"query id '{qid}' names different queries"):
+        load_sources([SourceConfig(str(synth)), SourceConfig(dl19, split="test", labels="0:drop,*:3")])
 
 
 def test_dense_mining_adds_unjudged_negatives(tmp_path):

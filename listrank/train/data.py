@@ -373,7 +373,15 @@ def load_sources(
         specs.append(spec)
         for ql in lists:
             if ql.query_id in merged:
-                merged[ql.query_id].parts.extend(ql.parts)
+                earlier = merged[ql.query_id]
+                # Merging is by id; two datasets with numeric ids can reuse one for different queries.
+                if " ".join(earlier.query.split()).lower() != " ".join(ql.query.split()).lower():
+                    raise ListrankError(
+                        f"query id {ql.query_id!r} names different queries in two sources "
+                        f"({earlier.query[:60]!r} vs {ql.query[:60]!r} in {rep.name}); sources are merged "
+                        "by query id, so train on them separately or give one of them distinct ids"
+                    )
+                earlier.parts.extend(ql.parts)
             else:
                 merged[ql.query_id] = QueryList(ql.query_id, ql.query, list(ql.parts))
     report.lists = len(merged)
