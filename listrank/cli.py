@@ -21,7 +21,18 @@ from listrank.formats import RunFormat
 
 app = typer.Typer(
     name="listrank",
-    help="Train dense retrievers on LLM-written graded passage lists (SyCL) and evaluate them honestly.",
+    help="""Train dense retrievers on LLM-written graded passage lists (SyCL) and evaluate them honestly.
+
+Examples:
+
+```
+listrank gen queries.tsv -o synth.jsonl                       # graded synthetic passages (LLM)
+listrank train synth.jsonl --loss wasserstein -o models/sycl  # list-wise training
+listrank eval --dataset beir/scifact --model models/sycl      # index + search + evaluate
+listrank eval --dataset beir/scifact --bm25                   # the Lucene BM25 baseline
+listrank COMMAND --help                                       # each command's flags and examples
+```
+""",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
@@ -92,8 +103,9 @@ def gen(
     max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per query before it goes to the rejects file."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Queries per batch (default: the backend's)."),
     shard: str | None = typer.Option(None, "--shard", help="i/n: only this machine's share of the queries (i from 0)."),
+    first: int | None = typer.Option(None, "--first", help="Only the first N queries of the input: a fixed slice, so a re-run resumes the same queries."),
     limit: int | None = typer.Option(None, "--limit", help="At most this many new queries."),
-    rejects: Path | None = typer.Option(None, "--rejects", help="Default: <output>.rejects.jsonl."),
+    rejects: Path | None = typer.Option(None, "--rejects", help="Default: `<output>.rejects.jsonl`."),
     retry_rejected: bool = typer.Option(False, "--retry-rejected", help="Try the queries in the rejects file again."),
     export_beir: Path | None = typer.Option(None, "--export-beir", help="Also write a BEIR folder with graded qrels."),
     export_split: str = typer.Option("train", "--export-split", help="Qrels split name of the BEIR export."),
@@ -101,11 +113,15 @@ def gen(
 ) -> None:
     """Write LLM passages at graded relevance levels (3 perfectly relevant ... 0 irrelevant) for queries.
 
+    Examples:
+
     ```
     listrank gen queries.tsv -o synth.jsonl                       # llama.cpp + bundled SmolLM2
     listrank gen queries.tsv -o synth.jsonl --backend vllm --model Qwen/Qwen2.5-7B-Instruct --tensor-parallel-size 2
     listrank gen --dataset beir/scifact --split train -o scifact.synth.jsonl --export-beir scifact_synth/
-    listrank gen queries.tsv -o part0.jsonl --shard 0/4           # on 4 machines; then cat part*.jsonl
+    listrank gen queries.tsv -o part0.jsonl --shard 0/4           # machine 0 of 4 (docs/scaling.md)
+    cat part{0..3}.jsonl > synth.jsonl                            # merge; not part*.jsonl: that takes the rejects files too
+    listrank gen --dataset beir/scifact --split train --first 32 -o demo.jsonl --per-level 1   # a fixed slice
     ```
     """
     from listrank.gen.generate import (
@@ -113,6 +129,10 @@ def gen(
     )
 
     queries_list, stats = load_queries(queries, dataset, split, data_dir, skip_invalid)
+    if first is not None:
+        if first < 1:
+            raise ListrankError(f"--first must be at least 1, got {first}")
+        queries_list = queries_list[:first]
     if stats.skipped:
         console.print(f"[yellow]warning:[/] skipped {stats.skipped} invalid query line(s), e.g. {escape(stats.first_errors[0])}")
     options = parse_backend_options(backend_opt)
@@ -165,9 +185,11 @@ def index_cmd(
 
     Examples:
 
-        listrank index --dataset beir/scifact -o runs/scifact.idx
-        listrank index --dataset beir/scifact --model models/sycl -o runs/scifact.sycl.idx
-        listrank index --dataset beir/scifact --bm25 -o runs/scifact.bm25.idx
+    ```
+    listrank index --dataset beir/scifact -o runs/scifact.idx
+    listrank index --dataset beir/scifact --model models/sycl -o runs/scifact.sycl.idx
+    listrank index --dataset beir/scifact --bm25 -o runs/scifact.bm25.idx
+    ```
     """
     from listrank import bm25 as bm25_mod
     from listrank.datasets import resolve
@@ -197,7 +219,7 @@ def search_cmd(
     index: Path = typer.Argument(..., help="Index folder written by `listrank index`."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset id or folder whose queries to search."),
     split: Optional[str] = typer.Option(None, "--split", help="Only the queries judged in this split [default: test/dev/train]."),
-    queries: Optional[Path] = typer.Option(None, "--queries", "-q", help="A queries file (.tsv qid<TAB>text or .jsonl) instead of --dataset."),
+    queries: Optional[Path] = typer.Option(None, "--queries", "-q", help="A queries file (.tsv `qid<TAB>text` or .jsonl) instead of --dataset."),
     k: int = typer.Option(100, "-k", help="Hits per query."),
     output: Path = typer.Option(..., "--output", "-o", help="Run file to write."),
     fmt: RunFormat = typer.Option(RunFormat.jsonl, "--format", help="jsonl (listrank) or trec (6 columns, 1-based ranks)."),
@@ -209,9 +231,11 @@ def search_cmd(
 
     Examples:
 
-        listrank search runs/scifact.idx --dataset beir/scifact --split test -k 100 -o runs/scifact.run.jsonl
-        listrank search runs/scifact.idx --dataset beir/scifact --format trec -o runs/scifact.trec
-        listrank search runs/scifact.bm25.idx --queries my_queries.tsv -o runs/mine.run.jsonl
+    ```
+    listrank search runs/scifact.idx --dataset beir/scifact --split test -k 100 -o runs/scifact.run.jsonl
+    listrank search runs/scifact.idx --dataset beir/scifact --format trec -o runs/scifact.trec
+    listrank search runs/scifact.bm25.idx --queries my_queries.tsv -o runs/mine.run.jsonl
+    ```
     """
     from listrank.datasets import resolve
     from listrank.encoder import Encoder
@@ -361,9 +385,11 @@ def regressions_cmd(
 
     Examples:
 
-        listrank regressions                 # every row of listrank/resources/regressions.yaml
-        listrank regressions bm25            # rows whose name contains "bm25"
-        listrank regressions --list
+    ```
+    listrank regressions                 # every row of listrank/resources/regressions.yaml
+    listrank regressions bm25            # rows whose name contains "bm25"
+    listrank regressions --list
+    ```
     """
     from rich.table import Table
 
@@ -438,6 +464,8 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Train a bi-encoder on graded passage lists with a list-wise loss (SyCL).
+
+    Examples:
 
     ```
     listrank train synth.jsonl --loss wasserstein -o models/sycl              # from gen output

@@ -351,6 +351,22 @@ def test_cli_bad_query_line_gives_file_and_line(tmp_path):
     assert [r["query_id"] for r in lines(tmp_path / "s.jsonl")] == ["1", "3"]
 
 
+def test_cli_first_is_a_fixed_slice_that_resumes(tmp_path):
+    queries = tmp_path / "q.tsv"
+    queries.write_text("".join(f"{i}\tquery number {i}\n" for i in range(1, 6)))
+    out = tmp_path / "s.jsonl"
+    res = cli(queries, "-o", out, "--first", 3, "--limit", 2)  # stopped after 2 of the slice
+    assert res.exit_code == 0, res.output
+    assert [r["query_id"] for r in lines(out)] == ["1", "2"]
+    res = cli(queries, "-o", out, "--first", 3)  # the re-run finishes the slice, no further
+    assert res.exit_code == 0, res.output
+    assert [r["query_id"] for r in lines(out)] == ["1", "2", "3"]
+    res = cli(queries, "-o", out, "--first", 3)
+    assert res.exit_code == 0 and [r["query_id"] for r in lines(out)] == ["1", "2", "3"]
+    res = cli(queries, "-o", out, "--first", 0)
+    assert res.exit_code == 2 and "--first must be at least 1" in res.output
+
+
 def test_cli_dataset_and_split(tmp_path, monkeypatch):
     root = tmp_path / "data" / "toy" / "set"
     (root / "qrels").mkdir(parents=True)
