@@ -255,7 +255,7 @@ def search_cmd(
         meta = read_meta(index)
         spec = meta.get("encoder") or {}
         encoder = Encoder(model, pooling=spec.get("pooling"), normalize=spec.get("normalize"),
-                          max_length=spec.get("max_length", 256))
+                          max_length=spec.get("max_length", 256), precision=meta.get("precision", "auto"))
     start = time.perf_counter()
     run = search(index, query_list, k, encoder=encoder, batch_size=batch_size)
     write_run(output, run, fmt)

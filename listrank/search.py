@@ -24,7 +24,9 @@ def dense_search(
     """Encode the queries with the indexed encoder (or check the given one) and take the exact top-k."""
     if encoder is None:
         spec = index.encoder_spec
-        encoder = Encoder(spec.model, pooling=spec.pooling, normalize=spec.normalize, max_length=spec.max_length)
+        # queries in the precision the documents were encoded in (an fp32 index gets fp32 queries)
+        encoder = Encoder(spec.model, pooling=spec.pooling, normalize=spec.normalize, max_length=spec.max_length,
+                          precision=index.meta.get("precision", "auto"))
     index.check_encoder(encoder)
     query_emb = encoder.encode([q.text for q in queries], batch_size=batch_size, show_progress=show_progress,
                                description="search")

@@ -78,6 +78,18 @@ def test_search_reads_the_encoder_from_the_index(tmp_path, encoder, scifact_slic
     assert all(len(h) == 3 for h in run.values())
 
 
+def test_search_encodes_queries_in_the_index_precision(tmp_path, scifact_slice):
+    docs, queries, _ = scifact_slice
+    fp32 = Encoder(max_length=128, precision="fp32")
+    index_dir = build_dense_index(fp32, docs[:10], tmp_path / "idx", show_progress=False)
+    run = search(index_dir, queries[:2], k=10, show_progress=False)  # the encoder comes from the index
+    expected = fp32.encode([q.text for q in queries[:2]]) @ DenseIndex.open(index_dir).embeddings.T
+    for row, query in zip(expected, queries[:2]):
+        got = run[query.id]
+        ids = DenseIndex.open(index_dir).docids
+        np.testing.assert_allclose([got[d] for d in ids], row, rtol=1e-5, atol=1e-6)
+
+
 def test_search_with_another_model_is_an_error(tmp_path, encoder, scifact_slice, other_model):
     docs, queries, _ = scifact_slice
     index_dir = build_dense_index(encoder, docs[:10], tmp_path / "idx", show_progress=False)
