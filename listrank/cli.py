@@ -364,10 +364,25 @@ def _level_audit(dataset, split, qrels, runs, bm25, output, plot, data_dir, dens
         console.print(f"plot → {audit.plot_levels(result, plot)}", highlight=False)
 
 
+RUN_SUFFIXES = (".run.jsonl", ".run.trec", ".jsonl", ".trec", ".run", ".txt")
+
+
+def _short_run_name(path: Path) -> str:
+    name = path.name
+    for suffix in RUN_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def _run_name(path: Path, all_paths: list[Path]) -> str:
-    """The file name, or the full path when two runs share a file name."""
-    names = [p.name for p in all_paths]
-    return path.name if names.count(path.name) == 1 else str(path)
+    """The file name without its run suffix (`sycl.run.jsonl` -> `sycl`); the file name, or the
+    full path, when that would not tell two runs apart."""
+    for key in (_short_run_name, lambda p: p.name):
+        names = [key(p) for p in all_paths]
+        if names.count(key(path)) == 1:
+            return key(path)
+    return str(path)
 
 
 def _slug(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -126,3 +127,14 @@ def test_bad_metric_name(tmp_path, small_dataset):
     run = tmp_path / "r.jsonl"
     run.write_text('{"query_id": "1", "hits": [{"doc_id": "d", "score": 1.0}]}\n')
     _one_line_error(invoke("eval", run, "--dataset", small_dataset, "--metrics", "ndcg@ten"), "metric")
+
+
+def test_run_names_drop_the_run_suffix_unless_it_tells_runs_apart():
+    from listrank.cli import _run_name
+
+    paths = [Path("a/sycl.run.jsonl"), Path("b/bm25.trec"), Path("c/base.jsonl")]
+    assert [_run_name(p, paths) for p in paths] == ["sycl", "bm25", "base"]
+    paths = [Path("x/a.jsonl"), Path("x/a.trec")]
+    assert [_run_name(p, paths) for p in paths] == ["a.jsonl", "a.trec"]
+    paths = [Path("x/a.jsonl"), Path("y/a.jsonl")]
+    assert [_run_name(p, paths) for p in paths] == ["x/a.jsonl", "y/a.jsonl"]
