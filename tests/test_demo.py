@@ -96,3 +96,23 @@ def test_make_demo_end_to_end(tmp_path, data_root, monkeypatch):
     # a second `make demo` has nothing left to do
     again = make_demo(demo, eval_dir, "--question", f"{demo}/compare.json", f"{demo}/levels.png")
     assert again.returncode == 0, "make demo would re-run finished stages"
+
+    # examples/sycl_pipeline.py: the same stages through the Python API, on the lists gen wrote
+    example = tmp_path / "example"
+    example.mkdir()
+    for name in ("synth.jsonl", "synth.rejects.jsonl"):
+        if (demo / name).exists():
+            shutil.copy(demo / name, example / name)
+    done = subprocess.run(
+        [sys.executable, "examples/sycl_pipeline.py", "--queries", "8", "--eval-dataset", str(eval_dir),
+         "--epochs", "2", "--batch-size", "2", "--out", str(example)],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "gen: 0 new lists" in done.stdout  # every query was already answered
+    assert json.loads((example / "model" / "listrank.json").read_text())["finished"]
+    cmp = json.loads((example / "compare.json").read_text())
+    assert [run["run"] for run in cmp["runs"]] == ["base", "sycl", "bm25"]
+    assert {run["run"]: run["aggregate"]["nDCG@10"] for run in cmp["runs"]}["base"] == pytest.approx(base, abs=1e-9)
+    assert all((example / name).read_bytes()[:8] == PNG_MAGIC
+               for name in ("levels.png", "compare.sycl.png", "compare.bm25.png"))
