@@ -435,3 +435,25 @@ def test_bm25_mining_through_listrank_bm25(tmp_path):
     for i, ql in enumerate(data.lists):
         # BM25 ranks the other document on the same topic (d{i+8}) first; the judged d{i} is excluded
         assert [(p.id, p.label) for p in ql.all_passages()] == [(f"d{i}", 3), (f"d{i + 8}", 1)]
+
+
+def test_length_buckets_give_the_same_embeddings_and_gradients():
+    from listrank.encoder import Encoder
+    from listrank.train.trainer import BiEncoder
+
+    encoder = Encoder(max_length=64, precision="fp32", normalize=False)
+    texts = [f"{TOPICS[i % 8]} " * (1 + 3 * i) for i in range(9)]  # 9 texts of very different lengths
+    tok = encoder.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    q = encoder.tokenizer(["a short query"] * 3, padding=True, return_tensors="pt")
+    results = []
+    for buckets in (1, 3):
+        encoder.zero_grad()
+        _, p = BiEncoder(encoder, buckets)(q["input_ids"], q["attention_mask"],
+                                           tok["input_ids"], tok["attention_mask"])
+        (p * torch.arange(p.numel(), dtype=p.dtype).reshape(p.shape)).sum().backward()  # order-sensitive
+        grad = torch.cat([w.grad.flatten() for w in encoder.parameters() if w.grad is not None])
+        results.append((p.detach(), grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    # padded positions add exact zeros in one case and float dust in the other: compare as vectors
+    (_, g1), (_, g3) = results
+    assert float((g3 - g1).norm() / g1.norm()) < 1e-5

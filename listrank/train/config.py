@@ -197,6 +197,9 @@ class TrainConfig:
     seed: int = 42
     precision: str = "auto"  # auto: bf16 autocast on CUDA where supported, fp32 elsewhere
     gradient_checkpointing: bool = False
+    # Encode each batch's texts in this many length-sorted chunks, each padded only to its own
+    # longest text (None: 4 on CPU, where padding is paid in full; 1 on CUDA). Speed only.
+    length_buckets: int | None = None
     num_workers: int = 1  # DataLoader workers that tokenise (0 = in the main process)
     device: str | None = None
     # checkpoints and logs
@@ -233,6 +236,8 @@ class TrainConfig:
             (self.max_nonfinite >= 1, "--max-nonfinite must be >= 1"),
             (self.save_steps >= 0 and self.save_total_limit >= 1, "--save-steps must be >= 0, --save-total-limit >= 1"),
             (self.num_workers >= 0, "--num-workers must be >= 0"),
+            (self.length_buckets is None or self.length_buckets >= 1,
+             f"--length-buckets must be >= 1, got {self.length_buckets}"),
         ]
         for ok, message in checks:
             if not ok:
