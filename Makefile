@@ -54,7 +54,7 @@ DEMO_DEPS ?= $(STAMP)
 DEMO_QUERIES_FILE ?= $(LISTRANK_DATA)/msmarco/train-sample/queries.tsv
 DEMO_QUERIES ?= 32
 DEMO_GEN_FLAGS ?= --per-level 1 --passage-words 50 --max-tokens 800 --seed 0
-DEMO_TRAIN_FLAGS ?= --loss wasserstein --epochs 4 --batch-size 8 --lr 2e-5 --precision bf16 --save-steps 4
+DEMO_TRAIN_FLAGS ?= --loss wasserstein --epochs 10 --batch-size 8 --lr 2e-5 --precision bf16 --save-steps 5
 DEMO_EVAL ?= beir/scifact
 DEMO_EVAL_FLAGS ?=
 

@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--queries-file", default=None, help="training queries (default: msmarco/train-sample)")
     parser.add_argument("--queries", type=int, default=32, help="the first N training queries")
     parser.add_argument("--eval-dataset", default="beir/scifact")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("runs/example-sycl"))
     args = parser.parse_args()
@@ -69,7 +69,7 @@ def main() -> None:
         result = train(TrainConfig(
             output=str(model_dir), sources=[SourceConfig(path=str(synth))], loss="wasserstein",
             epochs=args.epochs, batch_size=args.batch_size, lr=2e-5, precision="bf16",
-            save_steps=4, resume=True,
+            save_steps=5, resume=True,
         ))
         console.print(f"train: {result.steps} steps, {result.queries_per_second:.2f} queries/s")
 
