@@ -50,7 +50,8 @@ def main() -> None:
 
     # 1. gen: the bundled SmolLM2-135M-Instruct through llama.cpp; one passage per level as in the
     #    paper. Queries already in synth.jsonl (or its rejects file) are not asked again.
-    queries_file = args.queries_file or Path(os.environ["LISTRANK_DATA"]) / "msmarco/train-sample/queries.tsv"
+    data = Path(os.environ.get("LISTRANK_DATA", "../shared/data"))  # the Makefile's default too
+    queries_file = args.queries_file or data / "msmarco/train-sample/queries.tsv"
     queries, _ = load_queries(queries_file)
     summary = generate(GenConfig(output=synth, per_level=1, passage_words=50, max_tokens=800, seed=0),
                        queries[: args.queries])
