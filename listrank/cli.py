@@ -238,9 +238,7 @@ def search_cmd(
     ```
     """
     from listrank.datasets import resolve
-    from listrank.encoder import Encoder
     from listrank.formats import read_queries, write_run
-    from listrank.index import read_meta
     from listrank.search import search
 
     if (dataset is None) == (queries is None):
@@ -250,14 +248,8 @@ def search_cmd(
     else:
         ds = resolve(dataset, data_dir)
         query_list = ds.queries(split or (ds.default_split() if ds.splits() else None))
-    encoder = None
-    if model is not None:
-        meta = read_meta(index)
-        spec = meta.get("encoder") or {}
-        encoder = Encoder(model, pooling=spec.get("pooling"), normalize=spec.get("normalize"),
-                          max_length=spec.get("max_length", 256), precision=meta.get("precision", "auto"))
     start = time.perf_counter()
-    run = search(index, query_list, k, encoder=encoder, batch_size=batch_size)
+    run = search(index, query_list, k, model=model, batch_size=batch_size)
     write_run(output, run, fmt)
     console.print(f"searched {len(query_list):,} queries, top {k} → {output} [{fmt.value}, "
                   f"{time.perf_counter() - start:.1f}s]", highlight=False)

@@ -102,6 +102,13 @@ class DenseIndex:
     def encoder_spec(self) -> EncoderSpec:
         return EncoderSpec(**self.meta["encoder"])
 
+    def query_encoder(self, model: str | None = None) -> Encoder:
+        """The encoder the documents were encoded with (or `model` with its settings), in the same
+        precision: an fp32 index gets fp32 queries."""
+        spec = self.encoder_spec
+        return Encoder(model or spec.model, pooling=spec.pooling, normalize=spec.normalize,
+                       max_length=spec.max_length, precision=self.meta.get("precision", "auto"))
+
     @cached_property
     def embeddings(self) -> np.ndarray:
         return np.load(self.path / "embeddings.npy", allow_pickle=False)

@@ -18,15 +18,14 @@ def dense_search(
     k: int = 100,
     *,
     encoder: Encoder | None = None,
+    model: str | None = None,
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> Run:
-    """Encode the queries with the indexed encoder (or check the given one) and take the exact top-k."""
+    """Encode the queries with the indexed encoder (or `model` with the index's settings, or check the
+    given `encoder`) and take the exact top-k."""
     if encoder is None:
-        spec = index.encoder_spec
-        # queries in the precision the documents were encoded in (an fp32 index gets fp32 queries)
-        encoder = Encoder(spec.model, pooling=spec.pooling, normalize=spec.normalize, max_length=spec.max_length,
-                          precision=index.meta.get("precision", "auto"))
+        encoder = index.query_encoder(model)
     index.check_encoder(encoder)
     query_emb = encoder.encode([q.text for q in queries], batch_size=batch_size, show_progress=show_progress,
                                description="search")
@@ -39,6 +38,7 @@ def search(
     k: int = 100,
     *,
     encoder: Encoder | None = None,
+    model: str | None = None,
     batch_size: int = 64,
     threads: int | None = None,
     show_progress: bool = True,
@@ -50,10 +50,10 @@ def search(
         raise ListrankError(f"-k must be at least 1, got {k}")
     kind = read_meta(index_dir).get("kind")
     if kind == "dense":
-        return dense_search(DenseIndex.open(index_dir), queries, k, encoder=encoder, batch_size=batch_size,
-                            show_progress=show_progress)
+        return dense_search(DenseIndex.open(index_dir), queries, k, encoder=encoder, model=model,
+                            batch_size=batch_size, show_progress=show_progress)
     if kind == "bm25":
-        if encoder is not None:
+        if encoder is not None or model is not None:
             raise ListrankError(f"{index_dir} is a BM25 index: --model does not apply")
         from listrank import bm25
 

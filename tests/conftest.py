@@ -26,6 +26,27 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture
+def make_scifact_folder(data_root):
+    """A function writing a BEIR folder of SciFact: the first `n_queries` test queries, their
+    judged documents and the first `n_docs` documents of the corpus."""
+    from listrank.datasets import resolve
+    from listrank.formats import write_corpus, write_qrels, write_queries
+
+    def make(root: Path, n_queries: int, n_docs: int) -> Path:
+        ds = resolve("beir/scifact", data_dir=data_root)
+        qrels = ds.qrels("test")
+        queries = ds.queries("test")[:n_queries]
+        wanted = {d for q in queries for d in qrels[q.id]}
+        docs = [d for d in ds.corpus if d.id in wanted] + ds.corpus[:n_docs]
+        write_corpus(root / "corpus.jsonl", list({d.id: d for d in docs}.values()))
+        write_queries(root / "queries.jsonl", queries)
+        write_qrels(root / "qrels" / "test.tsv", {q.id: qrels[q.id] for q in queries})
+        return root
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Never read or write the user's cache from tests."""

@@ -35,22 +35,9 @@ def test_version_and_help():
 
 
 @pytest.fixture
-def small_dataset(tmp_path, data_root):
+def small_dataset(tmp_path, make_scifact_folder):
     """A 60-document slice of SciFact with 10 test queries, in BEIR layout."""
-    from listrank.datasets import resolve
-    from listrank.formats import write_corpus, write_qrels, write_queries
-
-    ds = resolve("beir/scifact", data_dir=data_root)
-    qrels = ds.qrels("test")
-    queries = ds.queries("test")[:10]
-    wanted = {d for q in queries for d in qrels[q.id]}
-    docs = [d for d in ds.corpus if d.id in wanted] + ds.corpus[:50]
-    docs = list({d.id: d for d in docs}.values())
-    root = tmp_path / "mini"
-    write_corpus(root / "corpus.jsonl", docs)
-    write_queries(root / "queries.jsonl", queries)
-    write_qrels(root / "qrels" / "test.tsv", {q.id: qrels[q.id] for q in queries})
-    return root
+    return make_scifact_folder(tmp_path / "mini", n_queries=10, n_docs=50)
 
 
 def test_index_search_eval_pipeline(tmp_path, small_dataset):

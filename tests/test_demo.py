@@ -23,32 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def small_scifact(data_root: Path, out: Path, n_queries: int = 25, n_distractors: int = 400) -> Path:
-    """A BEIR folder: the first test queries, their judged documents and the first other documents."""
-    src = data_root / "beir" / "scifact"
-    qrels_lines = (src / "qrels" / "test.tsv").read_text().splitlines()
-    header, rows = qrels_lines[0], [line.split("\t") for line in qrels_lines[1:] if line.strip()]
-    qids: list[str] = []
-    for qid, _, _ in rows:
-        if qid not in qids:
-            qids.append(qid)
-    qids = qids[:n_queries]
-    kept_rows = [r for r in rows if r[0] in qids]
-    judged = {r[1] for r in kept_rows}
-    corpus_lines, others = [], 0
-    for line in (src / "corpus.jsonl").read_text().splitlines():
-        doc_id = json.loads(line)["_id"]
-        if doc_id in judged or others < n_distractors:
-            others += doc_id not in judged
-            corpus_lines.append(line)
-    queries = [line for line in (src / "queries.jsonl").read_text().splitlines() if json.loads(line)["_id"] in qids]
-    (out / "qrels").mkdir(parents=True)
-    (out / "corpus.jsonl").write_text("\n".join(corpus_lines) + "\n")
-    (out / "queries.jsonl").write_text("\n".join(queries) + "\n")
-    (out / "qrels" / "test.tsv").write_text("\n".join([header] + ["\t".join(r) for r in kept_rows]) + "\n")
-    return out
-
-
 def make_demo(demo: Path, eval_dir: Path, *args: str) -> subprocess.CompletedProcess:
     listrank = shutil.which("listrank", path=str(Path(sys.executable).parent)) or "listrank"
     return subprocess.run(
@@ -61,9 +35,9 @@ def make_demo(demo: Path, eval_dir: Path, *args: str) -> subprocess.CompletedPro
     )
 
 
-def test_make_demo_end_to_end(tmp_path, data_root, monkeypatch):
+def test_make_demo_end_to_end(tmp_path, make_scifact_folder, monkeypatch):
     monkeypatch.setenv("LISTRANK_INDEX_CACHE", str(tmp_path / "index-cache"))
-    eval_dir = small_scifact(data_root, tmp_path / "small-scifact")
+    eval_dir = make_scifact_folder(tmp_path / "small-scifact", n_queries=25, n_docs=400)
     demo = tmp_path / "demo"
 
     done = make_demo(demo, eval_dir)
