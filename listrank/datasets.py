@@ -149,6 +149,11 @@ def resolve(spec: str | os.PathLike, data_dir: str | os.PathLike | None = None, 
         return Dataset(id=spec_str, root=None, queries_file=path)
     if _is_dataset_folder(path):
         return Dataset(id=spec_str, root=path)
+    if _ID.match(spec_str) and any(part in (".", "..") for part in spec_str.split("/")):
+        raise ListrankError(
+            f"dataset id {spec_str!r} has a '.' or '..' segment; an id names a folder inside the data roots "
+            "and may not leave them (give a path to the folder instead)"
+        )
     if not _ID.match(spec_str):
         raise ListrankError(
             f"dataset {spec_str!r} not found: not a file, not a BEIR folder, and not an id like 'beir/scifact'"
@@ -200,7 +205,7 @@ def download_beir(name: str, dest_parent: Path) -> Path:
     url = os.environ.get("LISTRANK_BEIR_URL", BEIR_URL).format(name=name)
     dest = dest_parent / name
     dest_parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest_parent, prefix=f".{name}.download.") as tmp:
+    with tempfile.TemporaryDirectory(dir=dest_parent, prefix=f".{name}.{os.getpid()}.download.", suffix=".tmp") as tmp:
         zip_path = Path(tmp) / f"{name}.zip"
         _fetch(url, zip_path)
         expected = BEIR_MD5.get(name)
@@ -219,7 +224,7 @@ def download_beir(name: str, dest_parent: Path) -> Path:
         inner = unpacked / name if (unpacked / name).is_dir() else unpacked
         if not (inner / "corpus.jsonl").exists() or not (inner / "queries.jsonl").exists():
             raise ListrankError(f"download of {url} does not hold a BEIR dataset (corpus.jsonl, queries.jsonl)")
-        with atomic_dir(dest) as staging:
+        with atomic_dir(dest, replace=lambda existing: True) as staging:  # the cache is ours
             shutil.rmtree(staging)
             shutil.move(str(inner), staging)
     return dest

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,10 +124,14 @@ def _check_exists(path: Path) -> None:
 
 
 def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, line without newline), skipping blank lines."""
+    """Yield (1-based line number, line without newline), skipping blank lines.
+
+    A UTF-8 byte order mark at the start is dropped (editors on Windows write one): it is not part
+    of the first id.
+    """
     path = Path(path)
     _check_exists(path)
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         try:
             for lineno, line in enumerate(fh, 1):
                 line = line.rstrip("\n").rstrip("\r")
@@ -142,8 +147,11 @@ def read_jsonl(
     *,
     skip_invalid: bool = False,
     stats: ReadStats | None = None,
+    numbered: bool = False,
 ) -> Iterator[Any]:
-    """Parse each JSON object line with `parse`; any error becomes `file:line: reason`."""
+    """Parse each JSON object line with `parse`; any error becomes `file:line: reason`.
+
+    `numbered=True` yields (line number, record) pairs."""
     stats = stats if stats is not None else ReadStats()
     for lineno, line in _lines(path):
         try:
@@ -157,9 +165,11 @@ def read_jsonl(
             err = FormatError(path, lineno, f"missing field {e.args[0]!r}")
         except (ValueError, TypeError) as e:
             err = FormatError(path, lineno, str(e))
+        except RecursionError:
+            err = FormatError(path, lineno, "JSON nested too deeply")
         else:
             stats.read += 1
-            yield record
+            yield (lineno, record) if numbered else record
             continue
         if not skip_invalid:
             raise err
@@ -180,7 +190,15 @@ def _parse_document(obj: dict[str, Any]) -> Document:
 
 
 def read_corpus(path: PathLike, *, skip_invalid: bool = False) -> list[Document]:
-    docs = list(read_jsonl(path, _parse_document, skip_invalid=skip_invalid))
+    """Documents in file order; a doc id that appears twice is an error (`file:line`), as an index
+    and its runs could not tell the two documents apart."""
+    docs = []
+    first_line: dict[str, int] = {}
+    for lineno, doc in read_jsonl(path, _parse_document, skip_invalid=skip_invalid, numbered=True):
+        if doc.id in first_line:
+            raise FormatError(path, lineno, f"doc id {doc.id!r} appears more than once (first on line {first_line[doc.id]})")
+        first_line[doc.id] = lineno
+        docs.append(doc)
     return _require_nonempty(path, docs, 'documents {"_id", "title", "text"}')
 
 
@@ -211,6 +229,8 @@ def read_queries(path: PathLike, *, skip_invalid: bool = False, stats: ReadStats
         queries = []
         for lineno, line in _lines(path):
             parts = line.split("\t")
+            if not queries and not stats.skipped and _is_queries_header(parts):
+                continue  # `qid<TAB>text`-style header line: not a query
             if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
                 err = FormatError(path, lineno, f"expected 'qid<TAB>text', got {line[:60]!r}")
                 if not skip_invalid:
@@ -227,6 +247,15 @@ def read_queries(path: PathLike, *, skip_invalid: bool = False, stats: ReadStats
     return _require_nonempty(path, queries, "queries")
 
 
+_QUERY_ID_HEADERS = {"qid", "query-id", "query_id", "queryid", "id", "_id"}
+_QUERY_TEXT_HEADERS = {"text", "query", "query-text", "query_text", "querytext"}
+
+
+def _is_queries_header(parts: list[str]) -> bool:
+    return (len(parts) == 2 and parts[0].strip().lower() in _QUERY_ID_HEADERS
+            and parts[1].strip().lower() in _QUERY_TEXT_HEADERS)
+
+
 def write_queries(path: PathLike, queries: Iterable[Query]) -> None:
     with atomic_write(path) as fh:
         for q in queries:
@@ -238,10 +267,14 @@ def write_queries(path: PathLike, queries: Iterable[Query]) -> None:
 def read_qrels(path: PathLike) -> Qrels:
     """BEIR TSV (`query-id corpus-id score`, header optional) or TREC (`qid 0 docid rel`)."""
     qrels: Qrels = {}
+    first = True
     for lineno, line in _lines(path):
-        parts = line.split()
-        if lineno == 1 and parts[:2] == ["query-id", "corpus-id"]:
+        # BEIR TSV is tab-separated, so an id may hold spaces; TREC qrels are whitespace-separated.
+        parts = [p.strip() for p in line.split("\t")] if "\t" in line else line.split()
+        if first and [p.lower() for p in parts[:2]] == ["query-id", "corpus-id"]:
+            first = False
             continue
+        first = False
         if len(parts) == 3:
             qid, docid, rel = parts
         elif len(parts) == 4:
@@ -251,10 +284,19 @@ def read_qrels(path: PathLike) -> Qrels:
                 path, lineno, f"expected 'qid docid score' (BEIR) or 'qid 0 docid rel' (TREC), got {len(parts)} columns"
             )
         try:
-            grade = int(float(rel))
+            value = float(rel)
         except ValueError:
             raise FormatError(path, lineno, f"relevance {rel!r} is not a number") from None
-        qrels.setdefault(qid, {})[docid] = grade
+        if not math.isfinite(value):
+            raise FormatError(path, lineno, f"relevance {rel!r} is not a finite number")
+        if not qid or not docid:
+            raise FormatError(path, lineno, "empty query or document id")
+        grade = int(value)
+        judged = qrels.setdefault(qid, {})
+        if judged.get(docid, grade) != grade:
+            raise FormatError(path, lineno, f"({qid!r}, {docid!r}) is judged twice with different grades "
+                                            f"({judged[docid]} and {grade})")
+        judged[docid] = grade
     _require_nonempty(path, list(qrels), "relevance judgements")
     return qrels
 
@@ -282,11 +324,32 @@ def sorted_hits(hits: dict[str, float]) -> list[tuple[str, float]]:
     return sorted(hits.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
 
 
+def _score(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"score {value!r} is not a number")
+    try:
+        score = float(value)
+    except ValueError:
+        raise ValueError(f"score {value!r} is not a number") from None
+    if not math.isfinite(score):
+        raise ValueError(f"score {value!r} is not a finite number (a run with NaN or infinite scores "
+                         "cannot be ranked; check the model that wrote it)")
+    return score
+
+
 def _parse_run_line(obj: dict[str, Any]) -> tuple[str, dict[str, float]]:
     hits = obj["hits"]
     if not isinstance(hits, list):
         raise ValueError("'hits' must be a list")
-    return str(obj["query_id"]), {str(h["doc_id"]): float(h["score"]) for h in hits}
+    out: dict[str, float] = {}
+    for h in hits:
+        if not isinstance(h, dict):
+            raise ValueError("each hit must be an object {\"doc_id\", \"score\"}")
+        doc_id = str(h["doc_id"])
+        if doc_id in out:
+            raise ValueError(f"doc id {doc_id!r} appears twice in the hits of one query")
+        out[doc_id] = _score(h["score"])
+    return str(obj["query_id"]), out
 
 
 def _read_trec_run(path: PathLike) -> Run:
@@ -297,9 +360,13 @@ def _read_trec_run(path: PathLike) -> Run:
             raise FormatError(path, lineno, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
         qid, _, docid, _, score, _ = parts
         try:
-            run.setdefault(qid, {})[docid] = float(score)
-        except ValueError:
-            raise FormatError(path, lineno, f"score {score!r} is not a number") from None
+            value = _score(score)
+        except ValueError as e:
+            raise FormatError(path, lineno, str(e)) from None
+        hits = run.setdefault(qid, {})
+        if docid in hits:
+            raise FormatError(path, lineno, f"({qid!r}, {docid!r}) appears twice in the run")
+        hits[docid] = value
     return run
 
 
@@ -310,24 +377,59 @@ def read_run(path: PathLike) -> Run:
         raise FormatError(path, None, "empty file: expected a run (JSONL or TREC)")
     if first[1].lstrip().startswith("{"):
         run: Run = {}
-        for qid, hits in read_jsonl(path, _parse_run_line):
-            run.setdefault(qid, {}).update(hits)
+        for lineno, (qid, hits) in read_jsonl(path, _parse_run_line, numbered=True):
+            seen = run.setdefault(qid, {})
+            twice = next((d for d in hits if d in seen), None)
+            if twice is not None:
+                raise FormatError(path, lineno, f"({qid!r}, {twice!r}) appears twice in the run")
+            seen.update(hits)
     else:
         run = _read_trec_run(path)
     return run
 
 
+SCORE_DECIMALS = 6  # what a written run keeps of each score
+
+
+def trec_unsafe_id(ids: Iterable[str]) -> str | None:
+    """The first id a whitespace-separated TREC line could not hold (empty, or with whitespace)."""
+    for i in ids:
+        if not i or any(c.isspace() for c in i):
+            return i
+    return None
+
+
+def check_run(run: Run, fmt: RunFormat = RunFormat.jsonl, tag: str = "listrank") -> None:
+    """Raise `ListrankError` if `run` cannot be written faithfully: a non-finite score, or (TREC) an
+    id with whitespace, which would shift the columns that `listrank eval` and trec_eval read."""
+    from listrank.errors import ListrankError
+
+    for qid, hits in run.items():
+        for docid, score in hits.items():
+            if not math.isfinite(score):
+                raise ListrankError(f"query {qid!r}: document {docid!r} has the non-finite score {score}; "
+                                    "refusing to write a run that cannot be ranked (check the model)")
+    if RunFormat(fmt) is RunFormat.trec:
+        bad = trec_unsafe_id(run) or trec_unsafe_id(d for hits in run.values() for d in hits) or trec_unsafe_id([tag])
+        if bad is not None:
+            raise ListrankError(f"id {bad!r} is empty or holds whitespace, which a TREC run (space-separated "
+                                "columns) cannot represent; write --format jsonl instead")
+
+
 def write_run(path: PathLike, run: Run, fmt: RunFormat = RunFormat.jsonl, tag: str = "listrank") -> None:
+    """Write a run best hit first. Scores are rounded to `SCORE_DECIMALS` before sorting, so hits
+    that print equal are ordered by doc id (descending), exactly as trec_eval orders what it reads."""
     fmt = RunFormat(fmt)
+    check_run(run, fmt, tag)
     with atomic_write(path) as fh:
         for qid, hits in run.items():
-            ranked = sorted_hits(hits)
+            ranked = sorted_hits({d: round(s, SCORE_DECIMALS) + 0.0 for d, s in hits.items()})
             if fmt is RunFormat.jsonl:
-                obj = {"query_id": qid, "hits": [{"doc_id": d, "score": round(s, 6)} for d, s in ranked]}
+                obj = {"query_id": qid, "hits": [{"doc_id": d, "score": s} for d, s in ranked]}
                 fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
             else:
                 for rank, (docid, score) in enumerate(ranked, 1):
-                    fh.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+                    fh.write(f"{qid} Q0 {docid} {rank} {score:.{SCORE_DECIMALS}f} {tag}\n")
 
 
 # --- synthetic lists ------------------------------------------------------------------------
