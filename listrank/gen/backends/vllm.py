@@ -8,12 +8,26 @@ Structured output: the answer schema goes to `StructuredOutputsParams(json=...)`
 can only emit JSON of the right shape; listrank still validates it (lengths, duplicates).
 
 Options (`--backend-opt key=value`): tensor_parallel_size, max_model_len, gpu_memory_utilization,
-dtype, enforce_eager, trust_remote_code, structured (false: no constrained decoding).
+dtype, enforce_eager, trust_remote_code, structured (false: no constrained decoding),
+deterministic (default true, see below).
 Reference: https://docs.vllm.ai/en/latest/features/structured_outputs.html
+
+Reproducibility. vLLM guarantees nothing by default: its V1 engine runs the scheduler in a separate
+process, which starts decoding while requests are still arriving, so which sequences share a
+decode step depends on timing, and in bf16 a different batch composition changes the logits
+enough to flip a sampled token now and then. That is why two seeded runs on an Intel Xeon wrote
+different text (issue 9). What vLLM does promise, offline, on the same hardware and vLLM version:
+with `VLLM_ENABLE_V1_MULTIPROCESSING=0` scheduling is deterministic
+(https://docs.vllm.ai/en/latest/usage/reproducibility/). `deterministic=true` (the default) sets
+it before the engine starts, unless the environment already sets it; `deterministic=false` keeps
+vLLM's faster multiprocess engine and its run-to-run variation. Batch invariance
+(`VLLM_BATCH_INVARIANT=1`, recent NVIDIA GPUs only) additionally makes the text independent of
+batch composition (e.g. across `--batch-size` or a resumed run); listrank does not set it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from listrank.errors import ListrankError
@@ -37,6 +51,10 @@ class VllmBackend(Backend):
             ) from None
         self._vllm = vllm
         self.structured = pop_option(options, "structured", True, bool)
+        self.deterministic = pop_option(options, "deterministic", True, bool)
+        if self.deterministic:
+            # Read by vLLM when the engine starts (vllm.envs is lazy), so setting it here is enough.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         engine: dict[str, Any] = {
             "tensor_parallel_size": pop_option(options, "tensor_parallel_size", 1, int),
             "dtype": pop_option(options, "dtype", "auto", str),
