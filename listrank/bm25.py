@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from listrank.atomic import atomic_dir, atomic_write
+from listrank.atomic import atomic_dir, atomic_write, is_listrank_folder
 from listrank.errors import ListrankError
 from listrank.formats import Document, Query, Run, read_corpus
 
@@ -205,9 +205,9 @@ def build_index(
     docs = _load(corpus)
     shards = min(threads, max(1, len(docs) // _DOCS_PER_SHARD))
     index_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _progress(progress) as bar, atomic_dir(index_dir) as staging, tempfile.TemporaryDirectory(
-        dir=index_dir.parent, prefix=f".{index_dir.name}.collection."
-    ) as collection:
+    with _progress(progress) as bar, atomic_dir(index_dir, replace=is_listrank_folder) as staging, \
+            tempfile.TemporaryDirectory(dir=index_dir.parent, prefix=f".{index_dir.name}.{os.getpid()}.collection.",
+                                        suffix=".tmp") as collection:
         bar.add_task(f"BM25: indexing {len(docs):,} documents", total=None)
         _write_collection(docs, Path(collection), shards)
         result = _lucene.index_collection(

@@ -128,6 +128,9 @@ def gen(
         GenConfig, generate, load_queries, parse_backend_options, parse_levels, parse_shard, summary_table,
     )
 
+    from listrank.atomic import check_output_file
+
+    check_output_file(output, inputs=[queries] if queries else [], what="--output")
     queries_list, stats = load_queries(queries, dataset, split, data_dir, skip_invalid)
     if first is not None:
         if first < 1:
@@ -196,12 +199,20 @@ def index_cmd(
     from listrank.formats import read_corpus
     from listrank.index import build_dense_index
 
+    from listrank.atomic import check_output_folder
+
     start = time.perf_counter()
+    _check_precision(precision)
+    if bm25 and (model, pooling, normalize, max_length, batch_size, precision) != (None, None, None, 256, 64, "auto"):
+        raise ListrankError("--bm25 builds a Lucene index: --model, --pooling, --normalize, --max-length, "
+                            "--batch-size and --precision do not apply")
     corpus_path = Path(dataset)
     if corpus_path.is_file():
+        check_output_folder(output, inputs=[corpus_path], what="--output")
         docs, name = read_corpus(corpus_path), str(corpus_path)
     else:
         ds = resolve(dataset, data_dir)
+        check_output_folder(output, inputs=[ds.root or ds.queries_file], what="--output")
         docs, name, corpus_path = ds.corpus, ds.id, ds.corpus_file
     if bm25:
         bm25_mod.build_index(corpus_path, output)
@@ -237,17 +248,29 @@ def search_cmd(
     listrank search runs/scifact.bm25.idx --queries my_queries.tsv -o runs/mine.run.jsonl
     ```
     """
+    from listrank.atomic import check_output_file
     from listrank.datasets import resolve
-    from listrank.formats import read_queries, write_run
-    from listrank.search import search
+    from listrank.formats import read_queries, trec_unsafe_id, write_run
+    from listrank.index import read_meta
+    from listrank.search import check_index_corpus, search
 
     if (dataset is None) == (queries is None):
         raise ListrankError("give exactly one of --dataset or --queries")
+    check_output_file(output, inputs=[queries], what="--output")
     if queries is not None:
         query_list = read_queries(queries)
     else:
         ds = resolve(dataset, data_dir)
         query_list = ds.queries(split or (ds.default_split() if ds.splits() else None))
+    read_meta(index)  # an index at all?
+    if output.resolve().is_relative_to(index.resolve()):
+        raise ListrankError(f"--output {output} is inside the index {index}; write the run elsewhere")
+    if dataset is not None:
+        check_index_corpus(index, ds)
+    if fmt is RunFormat.trec and trec_unsafe_id(q.id for q in query_list) is not None:
+        bad = trec_unsafe_id(q.id for q in query_list)
+        raise ListrankError(f"query id {bad!r} holds whitespace, which a TREC run (space-separated columns) "
+                            "cannot represent; write --format jsonl instead")
     start = time.perf_counter()
     run = search(index, query_list, k, model=model, batch_size=batch_size)
     write_run(output, run, fmt)
@@ -295,9 +318,28 @@ def eval_cmd(
         listrank eval --dataset synth_beir/ --level-audit -o audit.json --plot levels.png   # do scores follow the levels?
         listrank eval --dataset synth.jsonl --level-audit --model models/sycl
     """
+    from listrank.atomic import check_output_file
+
+    _check_precision(precision)
+    inputs = [*(runs or []), qrels]
+    for path, what in ((output, "--output"), (plot, "--plot"), (save_run, "--save-run")):
+        check_output_file(path, inputs=inputs, what=what)
+    if len({Path(p).resolve() for p in (output, plot, save_run) if p is not None}) < sum(
+            p is not None for p in (output, plot, save_run)):
+        raise ListrankError("--output, --plot and --save-run must be different files")
     if level_audit:
         return _level_audit(dataset, split, qrels, runs, bm25, output, plot, data_dir,
                             _dense_settings(model, pooling, normalize, max_length, batch_size, precision))
+    if runs:
+        given = [flag for flag, value, default in (
+            ("--model", model, None), ("--pooling", pooling, None), ("--normalize", normalize, None),
+            ("--max-length", max_length, 256), ("--batch-size", batch_size, 64), ("--precision", precision, "auto"),
+            ("--bm25", bm25, False), ("--save-run", save_run, None), ("-k", k, None)) if value != default]
+        if given:
+            raise ListrankError(f"{', '.join(given)} only apply when eval retrieves (no run files); "
+                                "these runs are already retrieved")
+    if plot and len(runs or []) + (0 if runs else 1) < 2:
+        raise ListrankError("--plot needs two or more runs (it shows per-query deltas against the first)")
     from listrank import evaluate as ev
     from listrank.datasets import resolve
     from listrank.formats import read_qrels, read_run, write_run
@@ -336,6 +378,11 @@ def eval_cmd(
             target = plot if len(results) == 2 else plot.with_name(f"{plot.stem}.{_slug(other.name)}{plot.suffix}")
             ev.plot_per_query_delta(results[0], other, results[0].metrics[0], target)
             console.print(f"plot → {target}", highlight=False)
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ListrankError(f"unknown --precision {precision!r}; choose auto, bf16 or fp32")
 
 
 def _level_audit(dataset, split, qrels, runs, bm25, output, plot, data_dir, dense) -> None:

@@ -111,6 +111,21 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# Tokenizers tokenise the whole text before truncating it: a 50 MB single-line document took 6 GB.
+# No real token is near this many characters, so cutting a text at `max_length` times this (at a
+# space where there is one) leaves its first `max_length` tokens as they were.
+CHARS_PER_TOKEN_BOUND = 50
+
+
+def clip_text(text: str, max_length: int) -> str:
+    """`text` cut to what its first `max_length` tokens can span (see CHARS_PER_TOKEN_BOUND)."""
+    limit = max(1, max_length) * CHARS_PER_TOKEN_BOUND
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", limit // 2, limit)
+    return text[: cut if cut > 0 else limit]
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """Everything that determines the embeddings: what an index records and checks."""
@@ -205,8 +220,10 @@ class Encoder(torch.nn.Module):
     # --- forward -----------------------------------------------------------------------
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        max_length = max_length or self.max_length
         return self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=max_length or self.max_length, return_tensors="pt"
+            [clip_text(t, max_length) for t in texts], padding=True, truncation=True, max_length=max_length,
+            return_tensors="pt",
         )
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

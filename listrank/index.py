@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from listrank import __version__
-from listrank.atomic import atomic_dir
+from listrank.atomic import atomic_dir, is_listrank_folder
 from listrank.encoder import Encoder, EncoderSpec
 from listrank.errors import ListrankError
 from listrank.formats import Document, Run
@@ -64,9 +64,19 @@ def build_dense_index(
     if not docs:
         raise ListrankError("cannot index an empty corpus")
     start = time.perf_counter()
+    seen: set[str] = set()
+    for d in docs:
+        if d.id in seen:
+            raise ListrankError(f"doc id {d.id!r} appears more than once in the corpus; an index needs unique ids")
+        seen.add(d.id)
+    out_dir = Path(out_dir)
     embeddings = encoder.encode(
         [d.full_text() for d in docs], batch_size=batch_size, show_progress=show_progress, description="index"
     )
+    if not np.isfinite(embeddings).all():
+        bad = int((~np.isfinite(embeddings).all(axis=1)).sum())
+        raise ListrankError(f"the encoder gave non-finite embeddings for {bad} of {len(docs)} documents "
+                            "(NaN or inf weights?); refusing to write an index that would rank them arbitrarily")
     meta = {
         "kind": "dense",
         "listrank_version": __version__,
@@ -78,8 +88,7 @@ def build_dense_index(
         "precision": "bf16" if encoder.use_bf16 else "fp32",
         "seconds": round(time.perf_counter() - start, 2),
     }
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, replace=is_listrank_folder) as tmp:
         np.save(tmp / "embeddings.npy", embeddings)
         (tmp / "docids.txt").write_text("".join(f"{d.id}\n" for d in docs), encoding="utf-8")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -111,7 +120,17 @@ class DenseIndex:
 
     @cached_property
     def embeddings(self) -> np.ndarray:
-        return np.load(self.path / "embeddings.npy", allow_pickle=False)
+        try:
+            embeddings = np.load(self.path / "embeddings.npy", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ListrankError(f"{self.path}: cannot read embeddings.npy ({e}); rebuild the index") from None
+        rows = len(self.docids)
+        if embeddings.ndim != 2 or embeddings.shape[0] != rows or rows != self.meta.get("n_docs", rows):
+            raise ListrankError(
+                f"{self.path} is inconsistent: {embeddings.shape[0] if embeddings.ndim else 0} embeddings, {rows} doc ids, "
+                f"meta.json says {self.meta.get('n_docs')} documents; rebuild the index"
+            )
+        return embeddings
 
     @cached_property
     def docids(self) -> list[str]:
@@ -152,6 +171,22 @@ class DenseIndex:
     @cached_property
     def _docid_array(self) -> np.ndarray:
         return np.asarray(self.docids, dtype=object)
+
+
+def check_corpus(index_dir: str | os.PathLike, docs: Sequence[Document], corpus_name: str) -> None:
+    """Refuse to use an index built from another corpus than `docs` (a changed, or another, corpus):
+    its hits would name documents that are gone or were rewritten."""
+    meta = read_meta(index_dir)
+    if meta.get("kind") == "dense":
+        fresh = meta.get("corpus") == corpus_fingerprint(docs)
+    else:
+        return  # BM25 indexes are checked by listrank.bm25.index_is_current (a corpus file)
+    if not fresh:
+        raise ListrankError(
+            f"index {index_dir} was not built from the corpus of {corpus_name} (its corpus fingerprint differs: "
+            "documents were added, removed or changed since, or it is another corpus); rebuild it with "
+            "`listrank index`"
+        )
 
 
 def index_matches(index_dir: str | os.PathLike, kind: str, corpus: str, encoder: EncoderSpec | None = None) -> bool:

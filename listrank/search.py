@@ -27,6 +27,7 @@ def dense_search(
     if encoder is None:
         encoder = index.query_encoder(model)
     index.check_encoder(encoder)
+    index.embeddings  # loads and checks the folder (embeddings, doc ids, meta.json agree) before encoding
     query_emb = encoder.encode([q.text for q in queries], batch_size=batch_size, show_progress=show_progress,
                                description="search")
     return index.rank([q.id for q in queries], query_emb, k)
@@ -59,3 +60,24 @@ def search(
 
         return bm25.search(Path(index_dir), list(queries), k=k, threads=threads or os.cpu_count() or 1)
     raise ListrankError(f"{index_dir}: unknown index kind {kind!r}")
+
+
+def check_index_corpus(index_dir: str | os.PathLike, dataset) -> None:
+    """Refuse an index that was not built from `dataset`'s corpus (when the dataset has one):
+    a changed corpus would get hits for deleted or rewritten documents, scored as if current."""
+    if dataset.root is None or not (dataset.root / "corpus.jsonl").exists():
+        return
+    kind = read_meta(index_dir).get("kind")
+    if kind == "dense":
+        from listrank.index import check_corpus
+
+        check_corpus(index_dir, dataset.corpus, dataset.id)
+    elif kind == "bm25":
+        from listrank import bm25
+
+        if not bm25.index_is_current(index_dir, dataset.corpus_file):
+            raise ListrankError(
+                f"index {index_dir} was not built from the corpus of {dataset.id} (its corpus fingerprint differs: "
+                "documents were added, removed or changed since, or it is another corpus); rebuild it with "
+                "`listrank index --bm25`"
+            )

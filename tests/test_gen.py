@@ -297,7 +297,8 @@ def test_export_beir_graded_and_readable(tmp_path):
     cfg = config(tmp_path, export_beir=tmp_path / "beir", levels=(3, 2, 1, 0), per_level=2)
     summary = generate(cfg, QUERIES[:3], EchoBackend())
     folder = Path(summary.export)
-    assert sorted(p.name for p in folder.iterdir()) == ["corpus.jsonl", "qrels", "queries.jsonl"]
+    # (+ the marker that lets a later export replace this folder, and nothing else)
+    assert sorted(p.name for p in folder.iterdir()) == [".listrank-output", "corpus.jsonl", "qrels", "queries.jsonl"]
     ds = resolve(folder)
     assert len(ds.corpus) == 24 and [q.id for q in ds.queries("train")] == ["q0", "q1", "q2"]
     qrels = read_qrels(folder / "qrels" / "train.tsv")

@@ -8,6 +8,7 @@ flushed and fsynced. A kill loses at most the batch in flight; a re-run skips wh
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -21,7 +22,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn
 
 from listrank import __version__
-from listrank.atomic import atomic_dir, atomic_write
+from listrank.atomic import atomic_dir, atomic_write, check_output_file, check_output_folder, is_listrank_folder
 from listrank.errors import FormatError, ListrankError
 from listrank.formats import (
     Document,
@@ -153,16 +154,43 @@ def _normalise(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(text: object, limit: int | None = None) -> str:
+    """Text safe to write as UTF-8 and to send back to a model: non-text becomes its repr, lone
+    surrogates become U+FFFD."""
+    if not isinstance(text, str):
+        text = repr(text)
+    if limit is not None:
+        text = text[:limit]
+    return text if _encodable(text) else text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def validate_answer(
     completion: Completion, query: str, levels: Sequence[int], per_level: int, min_words: int, max_words: int
 ) -> dict[int, list[str]]:
-    """Parse the answer with `json` (never eval) and check it; raise `InvalidAnswer` saying why."""
+    """Parse the answer with `json` (never eval) and check it; raise `InvalidAnswer` saying why.
+
+    Any reply is handled: a backend's error, text that is not a string, absurdly nested JSON and
+    invalid Unicode (lone surrogates) are invalid answers with a reason, never an exception."""
+    if completion.error:
+        raise InvalidAnswer(str(completion.error))
+    if not isinstance(completion.text, str):
+        raise InvalidAnswer(f"the answer is a {type(completion.text).__name__}, not text")
     text = completion.text.strip()
     if text.startswith("```"):  # models like to fence JSON even when told not to
         text = text.strip("`").removeprefix("json").strip()
     try:
         # strict=False: raw newlines inside strings, which grammars let small models write, are fine.
         obj = json.loads(text, strict=False)
+    except RecursionError:
+        raise InvalidAnswer("the JSON is nested too deeply") from None
     except json.JSONDecodeError as e:
         if completion.finish_reason == "length":
             raise InvalidAnswer("the answer was cut off at the token limit; write shorter passages") from None
@@ -186,6 +214,8 @@ def validate_answer(
             where = f"{key}[{i}]"
             if not isinstance(passage, str) or not passage.strip():
                 raise InvalidAnswer(f"{where} is empty or not a string")
+            if not _encodable(passage):
+                raise InvalidAnswer(f"{where} is not valid Unicode (a lone surrogate)")
             passage = " ".join(passage.split())
             words = len(passage.split())
             if not min_words <= words <= max_words:
@@ -312,12 +342,30 @@ def generate(config: GenConfig, queries: Sequence[Query], backend: Backend | Non
     selected = select_queries(queries, config.shard)
     summary.queries = len(selected)
 
+    # Validate before working: nothing is created for a run that cannot start.
+    if config.rejects_path.resolve() == config.output.resolve():
+        raise ListrankError(f"--rejects {config.rejects_path} is the output file; give another name")
+    check_output_file(config.output, what="--output")
+    check_output_file(config.rejects_path, inputs=[config.output], what="--rejects")
+    if config.export_beir is not None:
+        check_output_folder(config.export_beir, inputs=[config.output, config.rejects_path], what="--export-beir")
+    existed = config.output.exists()
+    if backend is None and not existed:
+        get_backend(config.backend)  # an unknown backend fails here, before the output exists
     # Lock before looking: a partial last line is only safe to cut when nobody is still writing it.
     out = AppendLog(config.output)
+    ok = False
     try:
-        return _generate_locked(config, queries, backend, out, template, builder, schema, summary, selected, started)
+        result = _generate_locked(config, queries, backend, out, template, builder, schema, summary, selected, started)
+        ok = True
+        return result
     finally:
         out.close()
+        if not ok and not existed:
+            # A run that failed before writing anything leaves no empty output behind.
+            with contextlib.suppress(OSError):
+                if config.output.stat().st_size == 0:
+                    config.output.unlink()
 
 
 def _generate_locked(config, queries, backend, out, template, builder, schema, summary, selected, started):
@@ -416,6 +464,13 @@ def _run(config, pending, backend, builder, schema, generator, summary, out: App
         rejects.close()
 
 
+def _count(value) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 def _generate_batch(config, batch, backend, builder, schema, summary):
     """Ask, validate, re-ask the invalid ones; returns ({qid: (by_level, attempts)}, {qid: (reason, answer)})."""
     good: dict[str, tuple[dict[int, list[str]], int]] = {}
@@ -431,19 +486,21 @@ def _generate_batch(config, batch, backend, builder, schema, summary):
                 messages = builder.messages(q.text)
             requests.append(Request(messages, config.sampling, request_seed(config.seed, q.id, attempt), schema))
         completions = backend.generate(requests)
-        if len(completions) != len(requests):
+        if not isinstance(completions, (list, tuple)) or len(completions) != len(requests):
             raise ListrankError(f"backend {backend.name!r} returned {len(completions)} answers for {len(requests)} prompts")
         summary.attempts += len(requests)
         still_invalid = []
         for q, completion in zip(active, completions):
-            summary.prompt_tokens += completion.prompt_tokens
-            summary.completion_tokens += completion.completion_tokens
+            if not isinstance(completion, Completion):
+                completion = Completion("", error=f"the backend returned a {type(completion).__name__}, not a Completion")
+            summary.prompt_tokens += _count(completion.prompt_tokens)
+            summary.completion_tokens += _count(completion.completion_tokens)
             try:
                 by_level = validate_answer(
                     completion, q.text, config.levels, config.per_level, config.min_words, config.max_words
                 )
             except InvalidAnswer as e:
-                previous[q.id] = (completion.text, str(e))
+                previous[q.id] = (clean_text(getattr(completion, "text", ""), 8000), clean_text(str(e), 1000))
                 still_invalid.append(q)
             else:
                 good[q.id] = (by_level, attempt + 1)
@@ -466,7 +523,7 @@ def export_beir(synthetic_path: str | os.PathLike, folder: str | os.PathLike, sp
     """Write `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv` (graded: the level) atomically."""
     lists = read_synthetic(synthetic_path)
     folder = Path(folder)
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, replace=is_listrank_folder, marker=True) as tmp:
         write_corpus(tmp / "corpus.jsonl", (Document(id=p.id, text=p.text) for sl in lists for p in sl.passages))
         write_queries(tmp / "queries.jsonl", (Query(id=sl.query_id, text=sl.query) for sl in lists))
         write_qrels(tmp / "qrels" / f"{split}.tsv", {sl.query_id: {p.id: p.level for p in sl.passages} for sl in lists})

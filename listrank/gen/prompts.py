@@ -172,8 +172,22 @@ def load_template(version: str = DEFAULT_VERSION, prompt_file: str | Path | None
         if not isinstance(spec, dict) or not isinstance(spec.get("user"), str):
             raise ListrankError(f"{path}: expected a mapping with a 'user' template string")
         definitions = dict(LEVEL_DEFINITIONS)
-        for key, text in (spec.get("levels") or {}).items():
-            definitions[int(key)] = str(text)
+        levels = spec.get("levels") or {}
+        if not isinstance(levels, dict):
+            raise ListrankError(f"{path}: 'levels' must be a mapping of level to definition, e.g. "
+                                f"{{3: 'the passage answers the query'}}; got a {type(levels).__name__}")
+        for key, text in levels.items():
+            try:
+                level = int(key)
+            except (TypeError, ValueError):
+                raise ListrankError(f"{path}: levels: {key!r} is not an integer level") from None
+            if isinstance(key, (bool, float)) or str(level) != str(key).strip():
+                raise ListrankError(f"{path}: levels: {key!r} is not an integer level")
+            if not isinstance(text, str) or not text.strip():
+                raise ListrankError(f"{path}: levels: the definition of level {level} must be a non-empty string")
+            definitions[level] = text
+        if spec.get("system") is not None and not isinstance(spec["system"], str):
+            raise ListrankError(f"{path}: 'system' must be a string")
         return PromptTemplate(
             version=str(spec.get("version") or default_version),
             user=spec["user"],

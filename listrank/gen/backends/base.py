@@ -48,6 +48,10 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"  # "length" when max_tokens cut the answer off
+    # Set when the backend got no usable answer for this request (a malformed reply, an HTTP error
+    # after its retries, a prompt too long for the context): the query is retried or rejected with
+    # this reason, and the rest of the run goes on.
+    error: str | None = None
 
 
 class Backend(abc.ABC):

@@ -150,15 +150,19 @@ class LlamaCppBackend(Backend):
 
     def _one(self, request: Request) -> Completion:
         response_format = {"type": "json_object", "schema": request.json_schema} if request.json_schema else None
-        out = self.llm.create_chat_completion(
-            messages=request.messages, response_format=response_format, seed=request.seed,
-            temperature=request.sampling.temperature, top_p=request.sampling.top_p,
-            top_k=self.top_k, min_p=self.min_p, max_tokens=request.sampling.max_tokens,
-            repeat_penalty=request.sampling.repeat_penalty,
-        )
+        try:
+            out = self.llm.create_chat_completion(
+                messages=request.messages, response_format=response_format, seed=request.seed,
+                temperature=request.sampling.temperature, top_p=request.sampling.top_p,
+                top_k=self.top_k, min_p=self.min_p, max_tokens=request.sampling.max_tokens,
+                repeat_penalty=request.sampling.repeat_penalty,
+            )
+        except ValueError as e:  # e.g. "Requested tokens exceed context window": this query only
+            return Completion("", error=f"llama.cpp refused the request: {e}")
         choice, usage = out["choices"][0], out.get("usage") or {}
+        content = choice["message"].get("content")
         return Completion(
-            text=choice["message"].get("content") or "",
+            text=content if isinstance(content, str) else "",
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
             finish_reason=choice.get("finish_reason") or "stop",
@@ -273,8 +277,11 @@ class LlamaCppBackend(Backend):
                     index, request = queue.pop()
                     tokens = prompts[index]
                     budget = self.n_ctx - len(tokens)
-                    if budget <= 0:
-                        raise ListrankError(f"a prompt of {len(tokens)} tokens does not fit n_ctx={self.n_ctx}")
+                    if budget <= 0:  # this query's problem only: the others of the batch go on
+                        results[index] = Completion("", len(tokens), 0, "length",
+                                                    error=f"the prompt of {len(tokens)} tokens does not fit "
+                                                          f"n_ctx={self.n_ctx} (a shorter query, or a larger n_ctx)")
+                        continue
                     seq_id = free_ids.pop()
                     ll.llama_memory_seq_rm(memory, seq_id, -1, -1)
                     # At least the last prompt token is decoded here: its logits start the answer.

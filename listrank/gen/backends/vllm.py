@@ -88,9 +88,12 @@ class VllmBackend(Backend):
         )
         completions = []
         for out in outputs:
+            if not out.outputs:
+                completions.append(Completion("", len(out.prompt_token_ids or ()), error="vLLM returned no output"))
+                continue
             best = out.outputs[0]
             completions.append(Completion(
-                text=best.text,
+                text=best.text if isinstance(best.text, str) else "",
                 prompt_tokens=len(out.prompt_token_ids or ()),
                 completion_tokens=len(best.token_ids or ()),
                 finish_reason=best.finish_reason or "stop",
