@@ -6,11 +6,11 @@ returns a scalar tensor. docs/method.md gives the math. To add a loss, write one
 class decorated by `@register("name")` and import it below.
 """
 
-from listrank.losses.registry import available, get, register
+from listrank.losses.registry import available, get, loss_class, register, trait
 
 # Importing a loss module registers its loss.
 from listrank.losses.infonce import InfoNCELoss
 from listrank.losses.listnet import ListNetLoss
 from listrank.losses.wasserstein import WassersteinLoss
 
-__all__ = ["available", "get", "register", "InfoNCELoss", "ListNetLoss", "WassersteinLoss"]
+__all__ = ["available", "get", "loss_class", "register", "trait", "InfoNCELoss", "ListNetLoss", "WassersteinLoss"]

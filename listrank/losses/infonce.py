@@ -43,6 +43,9 @@ class InfoNCELoss(nn.Module):
     (e.g. 0/1 labels with the default threshold 2) and train nothing.
     """
 
+    listwise = False  # a list with one label still gives negatives
+    min_queries = 1
+
     def __init__(self, positive_threshold: float = 2):
         super().__init__()
         self.positive_threshold = positive_threshold

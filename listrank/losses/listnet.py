@@ -30,6 +30,9 @@ class ListNetLoss(nn.Module):
     per-query terms: it does not depend on which queries share a batch.
     """
 
+    listwise = True
+    min_queries = 1
+
     def __init__(self):  # no options; an explicit signature lets get() reject unknown ones
         super().__init__()
 

@@ -57,6 +57,9 @@ class WassersteinLoss(nn.Module):
     returns float64 (we cast back to ``scores.dtype``).
     """
 
+    listwise = True
+    min_queries = 2  # compares distributions across the queries of a batch
+
     def __init__(self):  # no options; an explicit signature lets get() reject unknown ones
         super().__init__()
 
