@@ -200,6 +200,10 @@ class TrainConfig:
     # Encode each batch's texts in this many length-sorted chunks, each padded only to its own
     # longest text (None: 4 on CPU, where padding is paid in full; 1 on CUDA). Speed only.
     length_buckets: int | None = None
+    # Gradient caching (GradCache): embed the batch in chunks of this many queries without a graph,
+    # take the loss's gradient w.r.t. the embeddings, then re-run each chunk and back-propagate it.
+    # Same gradients in the memory of one chunk; 0 = off. See listrank/train/step.py.
+    grad_cache_chunk: int = 0
     num_workers: int = 1  # DataLoader workers that tokenise (0 = in the main process)
     device: str | None = None
     # checkpoints and logs
@@ -211,6 +215,13 @@ class TrainConfig:
     progress: bool = True
     plot: bool = True
     max_nonfinite: int = 5  # abort after this many non-finite steps in a row
+    # validation (nDCG@10) during training; the best step's model becomes the final model
+    eval_dataset: str | None = None  # a BEIR dataset id or folder
+    eval_split: str | None = None  # its qrels split (default: dev); "test" needs eval_force
+    eval_holdout: float = 0.0  # or: hold out this share of the training queries
+    eval_steps: int = 0  # validate every N steps (and before step 0, and after the last step)
+    eval_force: bool = False  # allow validating on a split named "test"
+    eval_batch_size: int = 64  # texts per encoding batch during validation
     preset: str | None = None
 
     def validate(self) -> None:
@@ -238,6 +249,15 @@ class TrainConfig:
             (self.num_workers >= 0, "--num-workers must be >= 0"),
             (self.length_buckets is None or self.length_buckets >= 1,
              f"--length-buckets must be >= 1, got {self.length_buckets}"),
+            (self.grad_cache_chunk >= 0, f"--grad-cache-chunk must be >= 0, got {self.grad_cache_chunk}"),
+            (0 <= self.eval_holdout < 1, f"--eval-holdout must be in [0, 1), got {self.eval_holdout}"),
+            (not (self.eval_dataset and self.eval_holdout),
+             "give either --eval-dataset or --eval-holdout, not both"),
+            (self.eval_steps >= 0 and self.eval_batch_size >= 1, "--eval-steps must be >= 0"),
+            (self.eval_split is None or bool(self.eval_dataset), "--eval-split needs --eval-dataset"),
+            (self.eval_split != "test" or self.eval_force,
+             "refusing to validate on the test split (choosing a checkpoint on it leaks the test set into "
+             "the model): use a dev split or --eval-holdout, or pass --eval-force"),
         ]
         for ok, message in checks:
             if not ok:

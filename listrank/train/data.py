@@ -32,9 +32,6 @@ from listrank.errors import ListrankError
 from listrank.formats import Document, Query, ReadStats, read_synthetic
 from listrank.train.config import SourceConfig, apply_label_map, parse_label_map
 
-# Losses whose target is a distribution over the list: a list with one label teaches them nothing.
-NON_LISTWISE_LOSSES = {"infonce"}
-
 
 @dataclass(frozen=True)
 class Passage:
@@ -95,6 +92,7 @@ class DataReport:
     skipped_one_label: int = 0
     skipped_short: int = 0
     padded: int = 0
+    held_out: int = 0  # --eval-holdout: lists kept out of training for validation
     one_label_examples: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -301,7 +299,10 @@ class TrainData:
     def prepare(self, loss: str, group_size: int, pad: str) -> None:
         """Drop lists a loss cannot learn from; count padding. Idempotent on the report counts."""
         report = self.report
-        listwise = loss not in NON_LISTWISE_LOSSES
+        from listrank.losses import trait
+
+        # a loss that learns from the order of a list learns nothing from a list with one label
+        listwise = trait(loss, "listwise")
         kept = []
         report.skipped_empty = report.skipped_one_label = report.skipped_short = report.padded = 0
         report.one_label_examples = []

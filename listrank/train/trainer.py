@@ -46,6 +46,8 @@ from listrank.errors import ListrankError
 from listrank.progress import progress_bar, stderr_console
 from listrank.train.config import TrainConfig
 from listrank.train.data import DataReport, EpochBatches, TrainData, bm25_miner, dense_miner, load_sources
+from listrank.train.step import BiEncoder, gather_with_grad, micro_step  # noqa: F401 (re-exported)
+from listrank.train.validate import METRIC, ValidationSet, dataset_validation, holdout_validation, split_holdout
 
 META_FILE = "listrank.json"
 LOG_FILE = "train_log.jsonl"
@@ -53,11 +55,14 @@ PLOT_FILE = "train_curve.png"
 STATE_FILE = "trainer_state.pt"
 RNG_FILE = "rng_state.pt"
 CKPT_DIR = "checkpoints"
+BEST_DIR = "best"  # the best validated model so far (removed once the final model is written)
+HOLDOUT_FILE = "validation_queries.txt"  # --eval-holdout: the held-out query ids, one a line
 FORMAT = "listrank-train/1"
 # Settings a resumed run may change (they do not change the arithmetic of training; the data
 # itself is checked through its fingerprint, so sources may move).
 RESUMABLE_CHANGES = {"output", "sources", "resume", "overwrite", "progress", "plot", "num_workers", "length_buckets", "log_steps",
-                     "save_steps", "save_total_limit", "device", "max_nonfinite", "skip_invalid"}
+                     "save_steps", "save_total_limit", "device", "max_nonfinite", "skip_invalid",
+                     "grad_cache_chunk", "eval_batch_size"}
 OOM_HINT = (
     "out of memory: lower --batch-size (and raise --grad-accum to keep the batch), shorten "
     "--query-max-length/--passage-max-length, lower --group-size, turn on --gradient-checkpointing, "
@@ -82,6 +87,7 @@ class TrainResult:
     fingerprint: str
     log: list[dict[str, Any]] = field(default_factory=list)
     rank: int = 0
+    validation: dict[str, Any] | None = None  # see Trainer._validation_meta
 
 
 # --- distributed helpers --------------------------------------------------------------------------------
@@ -153,49 +159,20 @@ def _rank0_only(d: Dist, fn: Callable[[], Any]) -> Any:
     return box[0]
 
 
-def gather_with_grad(t: torch.Tensor, d: Dist) -> torch.Tensor:
-    """All ranks' `t` concatenated in rank order; autograd flows through this rank's slot only."""
+def _rank0_try(d: Dist, fn: Callable[[], Any]) -> Any:
+    """Run `fn` on rank 0 only; its error reaches every rank, its result stays on rank 0 (None elsewhere)."""
     if d.world == 1:
-        return t
-    parts = [torch.empty_like(t) for _ in range(d.world)]
-    dist.all_gather(parts, t.detach().contiguous())
-    parts[d.rank] = t
-    return torch.cat(parts, dim=0)
-
-
-class BiEncoder(torch.nn.Module):
-    """One forward for queries and passages, so DDP sees a single forward per backward.
-
-    With `length_buckets` > 1 the texts of a batch are sorted by length and encoded in that many
-    chunks, each cut to its own longest text: a batch padded to its longest passage spends much
-    of its compute on padding (about half for MS MARCO-like passages), and the attention mask
-    makes the embeddings the same either way (up to float rounding). The embeddings come back in
-    the input order, with gradients.
-    """
-
-    def __init__(self, encoder, length_buckets: int = 1, padding_side: str = "right"):
-        super().__init__()
-        self.encoder = encoder
-        self.length_buckets = max(1, int(length_buckets))
-        self.padding_side = padding_side
-
-    def _encode(self, input_ids, attention_mask):
-        n = input_ids.shape[0]
-        # Left padding shifts the real tokens' positions when trimmed (absolute position
-        # embeddings), so only right-padded batches are bucketed.
-        if self.length_buckets == 1 or n < 2 * self.length_buckets or self.padding_side != "right":
-            return self.encoder(input_ids, attention_mask)
-        lengths = attention_mask.sum(dim=1)
-        order = torch.argsort(lengths, descending=True, stable=True)
-        chunk = -(-n // self.length_buckets)
-        parts = []
-        for idx in order.split(chunk):
-            width = int(lengths[idx].max())
-            parts.append(self.encoder(input_ids[idx, :width], attention_mask[idx, :width]))
-        return torch.cat(parts)[torch.argsort(order)]
-
-    def forward(self, q_input_ids, q_attention_mask, p_input_ids, p_attention_mask):
-        return self._encode(q_input_ids, q_attention_mask), self._encode(p_input_ids, p_attention_mask)
+        return fn()
+    result, box = None, [None]
+    if d.main:
+        try:
+            result = fn()
+        except ListrankError as e:
+            box = [str(e)]
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        raise ListrankError(box[0])
+    return result
 
 
 # --- optimizer and schedule ----------------------------------------------------------------------------
@@ -282,6 +259,9 @@ class Trainer:
         self.on_step = on_step
         self.output = Path(config.output)
         self.d = Dist()
+        self.held_out: list = []
+        # validation: the best step so far and the start model's score (kept in checkpoints)
+        self.best: dict[str, Any] = {"step": None, "score": None, "baseline": None}
 
     # -- console
     def info(self, message: str) -> None:
@@ -333,8 +313,19 @@ class Trainer:
 
         data = load_sources(cfg.sources, skip_invalid=cfg.skip_invalid, max_queries=cfg.max_queries,
                             data_dir=self.data_dir, miner_factory=miner, work_dir=self.output, seed=cfg.seed)
+        if cfg.eval_holdout:
+            data.lists, self.held_out = split_holdout(data.lists, cfg.eval_holdout, cfg.seed)
+            data.report.held_out = len(self.held_out)
         data.prepare(cfg.loss, cfg.group_size, cfg.pad)
         return data
+
+    def _validation_set(self) -> ValidationSet:
+        cfg = self.config
+        if cfg.eval_dataset:
+            return dataset_validation(cfg.eval_dataset, cfg.eval_split, cfg.eval_force, data_dir=self.data_dir)
+        with atomic_write(self.output / HOLDOUT_FILE) as fh:
+            fh.writelines(f"{ql.query_id}\n" for ql in self.held_out)
+        return holdout_validation(self.held_out, cfg.eval_holdout)
 
     def _device(self) -> torch.device:
         if self.config.device and self.config.device != "cuda":
@@ -370,8 +361,9 @@ class Trainer:
         t_start = time.perf_counter()
         resume_step = _rank0_only(d, self._prepare_output)
         loss_fn = losses.get(cfg.loss, **cfg.loss_options)
-        if cfg.loss == "wasserstein" and cfg.batch_size * d.world < 2:
-            raise ListrankError("the wasserstein loss needs at least 2 queries per batch: raise --batch-size")
+        need = losses.trait(loss_fn, "min_queries")
+        if cfg.batch_size * d.world < need:
+            raise ListrankError(f"the {cfg.loss} loss needs at least {need} queries per batch: raise --batch-size")
         _quiet_hf()
         device = self._device()
         built: list[Any] = []
@@ -386,6 +378,8 @@ class Trainer:
 
         # Data first (bad records fail fast); the encoder is built early only if mining needs it.
         data = _rank0_first(d, lambda: self._load_data(get_encoder))
+        validation = _rank0_try(d, self._validation_set) if (cfg.eval_dataset or cfg.eval_holdout) else None
+        validating = bool(cfg.eval_dataset or cfg.eval_holdout)
         torch.manual_seed(cfg.seed)
         encoder = get_encoder()
         base_spec = encoder.spec()
@@ -426,6 +420,8 @@ class Trainer:
             step, bad_streak, skipped = self._resume(resume_step, encoder, optimizer, scheduler, fingerprint)
             self.info(f"resuming from {self.output / CKPT_DIR / f'step-{resume_step}'} (step {step}/{total_steps})")
         log = self._read_log(step) if d.main else []
+        evals = [r for r in log if "eval" in r]
+        log = [r for r in log if "eval" not in r]
 
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"
                                                 and torch.cuda.is_bf16_supported())
@@ -435,6 +431,8 @@ class Trainer:
         columns = (TextColumn("loss {task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
                    TextColumn("{task.fields[qps]} q/s"))
         last_loss: float | None = next((r["loss"] for r in reversed(log) if r.get("loss") is not None), None)
+        if validating and resume_step is None:
+            self._validate(validation, encoder, 0, steps_per_epoch, evals)  # the untrained start
         t_loop = time.perf_counter()
         steps_run = 0
         with progress_bar(*columns, enabled=cfg.progress and d.main) as bar:
@@ -507,6 +505,8 @@ class Trainer:
                         if step % cfg.log_steps == 0 or step == total_steps:
                             self._append_log(record)
                         bar.update(task, completed=step, loss=f"{loss_mean:.4f}", lr=f"{lr:.2e}", qps=f"{qps:.1f}")
+                    if validating and (step == total_steps or (cfg.eval_steps and step % cfg.eval_steps == 0)):
+                        self._validate(validation, encoder, step, steps_per_epoch, evals)
                     if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
                         self._save_checkpoint(encoder, optimizer, scheduler, step, bad_streak, skipped,
                                               {**meta_base, "steps": step, "finished": False, "last_loss": last_loss})
@@ -518,41 +518,87 @@ class Trainer:
         seconds = time.perf_counter() - t_start
         meta = {**meta_base, "steps": step, "finished": True, "final_loss": last_loss, "skipped_steps": skipped,
                 "seconds": round(seconds, 2), "queries_per_second": round(qps_total, 3)}
+        validation_meta = None
         if d.main:
+            if validating:
+                validation_meta = self._validation_meta(validation, evals, step)
+                meta["validation"] = validation_meta
+                if self.best["step"] != step:
+                    self._load_best(encoder)
+                self._report_validation(validation_meta)
             self._save_final(encoder, meta)
+            if validating:
+                shutil.rmtree(self.output / BEST_DIR, ignore_errors=True)
             if cfg.plot:
-                plot_log(log, self.output / PLOT_FILE)
+                plot_log(log, self.output / PLOT_FILE, evals)
         d.barrier()
         return TrainResult(
             output=self.output, steps=step, total_steps=total_steps, epochs=step / steps_per_epoch,
             final_loss=last_loss, seconds=seconds, queries_per_second=qps_total, skipped_steps=skipped,
             resumed_from=resume_step, world_size=d.world, global_batch=global_batch, data=data.report,
-            fingerprint=fingerprint, log=log, rank=d.rank,
+            fingerprint=fingerprint, log=log, rank=d.rank, validation=validation_meta,
         )
 
     # -- one micro-batch
     def _micro_step(self, model, item, loss_fn, device, autocast, d: Dist) -> float | None:
         cfg = self.config
-        tensors = {k: item[k].to(device, non_blocking=True) for k in
-                   ("q_input_ids", "q_attention_mask", "p_input_ids", "p_attention_mask")}
-        labels = item["labels"].to(device)
-        with autocast():
-            q, p = model(**tensors)
-        q_all = gather_with_grad(q.float(), d)
-        p_all = gather_with_grad(p.float(), d)
-        scores = q_all @ p_all.T  # [B, B*G], query i's group at columns i*G .. i*G+G-1
-        if not bool(torch.isfinite(scores).all()):
-            # Keep DDP's reduction in step on every rank; the gradients are thrown away.
-            ((q.float().sum() + p.float().sum()) * 0.0).backward()
-            return None
-        loss = loss_fn(scores, labels, cfg.temperature)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            ((q.float().sum() + p.float().sum()) * 0.0).backward()
-            return None
         # DDP averages gradients over ranks; each rank holds only its shard's part of the global gradient.
-        (loss * (d.world / cfg.grad_accum)).backward()
-        return value
+        return micro_step(model, item, loss_fn, device=device, autocast=autocast, d=d, temperature=cfg.temperature,
+                          scale=d.world / cfg.grad_accum, chunk=cfg.grad_cache_chunk)
+
+    # -- validation
+    def _validate(self, validation: ValidationSet | None, encoder, step: int, steps_per_epoch: int,
+                  evals: list[dict]) -> None:
+        """nDCG@10 now (rank 0; the others wait); a new best is written to `best/`."""
+        d, cfg = self.d, self.config
+        if d.main:
+            t0 = time.perf_counter()
+            score = validation.score(encoder, cfg.eval_batch_size, work_dir=self.output)
+            if step == 0:
+                self.best["baseline"] = score
+            improved = self.best["score"] is None or score > self.best["score"]
+            if improved:
+                with atomic_dir(self.output / BEST_DIR) as tmp:
+                    encoder.save(tmp)
+                    (tmp / "best.json").write_text(json.dumps({"step": step, "score": score}))
+                self.best.update(step=step, score=score)
+            record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "eval": METRIC, "score": score,
+                      "best": improved, "eval_seconds": round(time.perf_counter() - t0, 3)}
+            evals.append(record)
+            self._append_log(record)
+            note = "new best" if improved else f"best {self.best['score']:.4f} at step {self.best['step']}"
+            self.info(f"step {step}: validation {METRIC} {score:.4f} ({note})")
+        d.barrier()
+
+    def _load_best(self, encoder) -> None:
+        folder = self.output / BEST_DIR
+        saved = json.loads((folder / "best.json").read_text()) if (folder / "best.json").exists() else {}
+        if saved.get("step") != self.best["step"]:
+            raise ListrankError(f"{folder} holds step {saved.get('step')}, not the best validated step "
+                                f"{self.best['step']} (interrupted and resumed past it?); the final model was not written")
+        _load_weights(encoder, folder)
+
+    def _validation_meta(self, validation: ValidationSet, evals: list[dict], last_step: int) -> dict[str, Any]:
+        best_step = self.best["step"]
+        if best_step == last_step:
+            final = "last step"
+        elif best_step == 0:
+            final = "start model (no step beat step 0)"
+        else:
+            final = f"best step {best_step}"
+        return {"set": validation.describe(), "metric": METRIC, "eval_steps": self.config.eval_steps,
+                "baseline": {"step": 0, "score": self.best["baseline"]},
+                "best": {"step": best_step, "score": self.best["score"]}, "final_model": final,
+                "history": [{"step": r["step"], "score": r["score"]} for r in evals]}
+
+    def _report_validation(self, v: dict[str, Any]) -> None:
+        base, best = v["baseline"]["score"], v["best"]
+        if best["step"] == 0 and v["history"] and v["history"][-1]["step"] > 0:
+            self.warn(f"no training step beat the start model on {v['set']['name']} ({METRIC} {base:.4f} at step 0): "
+                      "the final model is the start model")
+        else:
+            self.info(f"validation {METRIC}: {best['score']:.4f} at step {best['step']} (start {base:.4f}); "
+                      f"the final model is the {v['final_model']}")
 
     def _grad_norm(self, encoder) -> float:
         params = [p for p in encoder.parameters() if p.grad is not None]
@@ -639,7 +685,8 @@ class Trainer:
             with atomic_dir(target) as tmp:
                 encoder.save(tmp)
                 torch.save({"step": step, "bad_streak": bad_streak, "skipped": skipped,
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "validation": json.dumps(self.best)},
                            tmp / STATE_FILE)
                 torch.save({"world_size": d.world, "ranks": states}, tmp / RNG_FILE)
                 (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -667,6 +714,8 @@ class Trainer:
         scheduler.load_state_dict(state["scheduler"])
         rng = torch.load(ckpt / RNG_FILE, map_location="cpu", weights_only=True)
         _set_rng_state(rng["ranks"][self.d.rank])
+        if state.get("validation"):
+            self.best = json.loads(state["validation"])
         return int(state["step"]), int(state["bad_streak"]), int(state["skipped"])
 
     def _save_final(self, encoder, meta: dict) -> None:
@@ -706,9 +755,9 @@ def _quiet_hf() -> None:
         pass
 
 
-def plot_log(log: list[dict], path: Path) -> Path | None:
-    """Loss and learning rate against the step, as a PNG."""
-    if not log:
+def plot_log(log: list[dict], path: Path, evals: list[dict] | None = None) -> Path | None:
+    """Loss and learning rate against the step, as a PNG; with `evals`, the validation curve below."""
+    if not log and not evals:
         return None
     import matplotlib
 
@@ -716,7 +765,11 @@ def plot_log(log: list[dict], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in log]
-    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=100)
+    if evals:
+        fig, (ax1, ax3) = plt.subplots(2, 1, figsize=(7, 6.5), dpi=100, sharex=True,
+                                       gridspec_kw={"height_ratios": [3, 2]})
+    else:
+        fig, ax1 = plt.subplots(figsize=(7, 4), dpi=100)
     ax1.plot(steps, [float("nan") if r["loss"] is None else r["loss"] for r in log], color="tab:blue", label="loss")
     ax1.set_xlabel("optimizer step")
     ax1.set_ylabel("loss", color="tab:blue")
@@ -724,6 +777,16 @@ def plot_log(log: list[dict], path: Path) -> Path | None:
     ax2.plot(steps, [r["lr"] for r in log], color="tab:orange", label="lr")
     ax2.set_ylabel("learning rate", color="tab:orange")
     ax1.set_title("listrank train")
+    if evals:
+        e_steps, scores = [r["step"] for r in evals], [r["score"] for r in evals]
+        ax3.plot(e_steps, scores, marker="o", color="tab:green", label=f"validation {evals[0]['eval']}")
+        ax3.axhline(scores[0], color="grey", linestyle="--", linewidth=1, label="start (step 0)")
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # the earliest of equal scores
+        ax3.plot([e_steps[best]], [scores[best]], marker="*", markersize=14, color="tab:red", linestyle="none",
+                 label=f"best: step {e_steps[best]}")
+        ax3.set_xlabel("optimizer step")
+        ax3.set_ylabel(evals[0]["eval"])
+        ax3.legend(loc="best", fontsize=8)
     fig.tight_layout()
     write_png(fig, path)
     plt.close(fig)
@@ -756,6 +819,9 @@ def summary_table(result: TrainResult):
         ("batch", f"{result.global_batch} queries ({result.global_batch // result.world_size} per rank "
                   f"x {result.world_size} rank(s))"),
         ("final loss", "-" if result.final_loss is None else f"{result.final_loss:.5f}"),
+        *([("validation", f"{result.validation['metric']} {result.validation['best']['score']:.4f} at step "
+                          f"{result.validation['best']['step']} (start {result.validation['baseline']['score']:.4f}); "
+                          f"final model: {result.validation['final_model']}")] if result.validation else []),
         ("skipped steps", f"{result.skipped_steps}"),
         ("speed", f"{result.queries_per_second:.2f} queries/s"),
         ("wall time", f"{result.seconds:.1f} s"),
