@@ -126,6 +126,7 @@ def test_failed_build_keeps_previous_index(tmp_path, monkeypatch):
     index = tmp_path / "index"
     index.mkdir()
     (index / "old").write_text("previous index")
+    (index / "meta.json").write_text('{"kind": "bm25"}')  # a listrank index: one a rebuild may replace
 
     def crash(args, **kwargs):
         staging = Path(args[args.index("-index") + 1])
@@ -136,7 +137,16 @@ def test_failed_build_keeps_previous_index(tmp_path, monkeypatch):
     with pytest.raises(ListrankError, match="indexing failed"):
         bm25.build_index(TINY, index, threads=1, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
-    assert [p.name for p in index.iterdir()] == ["old"]
+    assert sorted(p.name for p in index.iterdir()) == ["meta.json", "old"]
+
+
+def test_build_refuses_a_folder_listrank_did_not_write(tmp_path):
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "thesis.txt").write_text("x")
+    with pytest.raises(ListrankError, match="not written by listrank"):
+        bm25.build_index(TINY, index, threads=1, progress=False)
+    assert [p.name for p in index.iterdir()] == ["thesis.txt"]
 
 
 def test_build_rejects_bad_corpus(tmp_path):

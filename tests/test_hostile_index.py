@@ -201,3 +201,15 @@ def test_a_huge_single_line_document_is_clipped_before_tokenising(encoder, monke
     # the first max_length tokens are what they were: the same embedding as the first 2,000 characters
     assert np.allclose(huge, encoder.encode([words[:2000]]), atol=1e-5)
     assert clip_text("short", 8) == "short" and len(clip_text("a" * 10_000, 8)) == 8 * CHARS_PER_TOKEN_BOUND
+
+
+def test_search_refuses_a_bm25_index_of_a_changed_corpus(tmp_path, tiny):
+    pytest.importorskip("pyserini")
+    idx = tmp_path / "bm25"
+    result = invoke("index", "--dataset", tiny, "--bm25", "-o", idx)
+    if result.exit_code != 0 and "Java" in result.output:
+        pytest.skip(result.output)
+    assert result.exit_code == 0, result.output
+    assert invoke("search", idx, "-d", tiny, "-k", 5, "-o", tmp_path / "r.jsonl").exit_code == 0
+    write_corpus(tiny / "corpus.jsonl", read_corpus(tiny / "corpus.jsonl")[1:])
+    _error(invoke("search", idx, "-d", tiny, "-k", 5, "-o", tmp_path / "r2.jsonl"), "corpus fingerprint differs")
