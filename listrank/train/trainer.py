@@ -9,13 +9,17 @@
    with autograd flowing through the local shard, `scores = q @ p.T` `[B, B*G]` over the global
    batch, the loss of `listrank.losses`. DDP averages gradients over ranks while every rank's
    gradient is only its own shard's part of the global loss's gradient, so the loss is scaled by
-   the world size: the update equals that of one process on the global batch;
+   the world size: the update equals that of one process on the global batch. The micro-batch
+   itself (direct, or with gradient caching) is `listrank.train.step`;
 3. AdamW with warmup + linear decay, gradient accumulation, clipping, bf16 autocast, gradient
    checkpointing; a non-finite loss or gradient skips the step with a warning and aborts after
    `max_nonfinite` in a row; out-of-memory errors name the knobs to turn;
 4. checkpoints `checkpoints/step-N/` (model in sentence-transformers layout, optimizer, scheduler,
    RNG of every rank; written atomically) that `resume=True` continues from exactly;
-5. the final model in the output folder, with `listrank.json` (base model, loss,
+5. with `--eval-dataset`/`--eval-holdout`, nDCG@10 before step 0 and every `eval_steps` steps
+   (`listrank.train.validate`); the best step's model (the start model if no step beats it) is the
+   final model;
+6. the final model in the output folder, with `listrank.json` (base model, loss,
    hyper-parameters, data fingerprint), `train_log.jsonl` (one line per step) and
    `train_curve.png` (loss and learning rate).
 """
