@@ -131,6 +131,10 @@ def gen(
     from listrank.atomic import check_output_file
 
     check_output_file(output, inputs=[queries] if queries else [], what="--output")
+    if dataset is not None:
+        from listrank.datasets import resolve
+
+        check_output_file(output, inputs=resolve(dataset, data_dir).files(), what="--output")
     queries_list, stats = load_queries(queries, dataset, split, data_dir, skip_invalid)
     if first is not None:
         if first < 1:
@@ -261,6 +265,7 @@ def search_cmd(
         query_list = read_queries(queries)
     else:
         ds = resolve(dataset, data_dir)
+        check_output_file(output, inputs=ds.files(), what="--output")
         query_list = ds.queries(split or (ds.default_split() if ds.splits() else None))
     read_meta(index)  # an index at all?
     if output.resolve().is_relative_to(index.resolve()):
@@ -345,6 +350,8 @@ def eval_cmd(
     from listrank.formats import read_qrels, read_run, write_run
 
     ds = resolve(dataset, data_dir)
+    for path, what in ((output, "--output"), (plot, "--plot"), (save_run, "--save-run")):
+        check_output_file(path, inputs=ds.files(), what=what)
     split = split or (None if qrels else ds.default_split())
     judgements = read_qrels(qrels) if qrels else ds.qrels(split)
     qrels_name = str(qrels) if qrels else f"{ds.id}/{split}"

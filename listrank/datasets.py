@@ -77,6 +77,13 @@ class Dataset:
             raise ListrankError(f"dataset {self.id!r} has no corpus.jsonl (a queries file has queries only)")
         return self.root / "corpus.jsonl"
 
+    def files(self) -> list[Path]:
+        """The files this dataset is read from: what no output may replace."""
+        found = [self.queries_file] if self.queries_file is not None else []
+        if self.root is not None and self.root.is_dir():
+            found += [p for p in self.root.rglob("*") if p.is_file()]
+        return found
+
     def splits(self) -> list[str]:
         qrels_dir = self.root / "qrels" if self.root else None
         if qrels_dir is None or not qrels_dir.is_dir():

@@ -135,3 +135,18 @@ def test_eval_retrieval_after_the_corpus_changed_uses_a_fresh_index(tmp_path, ma
     assert second.exit_code == 0, second.output
     assert json.loads((tmp_path / "a.json").read_text())["aggregate"]["nDCG@10"] > 0.3
     assert json.loads((tmp_path / "b.json").read_text())["aggregate"]["nDCG@10"] == 0.0
+
+
+def test_no_output_may_replace_a_file_of_the_dataset(tmp_path, make_scifact_folder):
+    ds = make_scifact_folder(tmp_path / "mini", n_queries=3, n_docs=5)
+    qrels = ds / "qrels" / "test.tsv"
+    before = qrels.read_text()
+    run = tmp_path / "r.jsonl"
+    write_run(run, {"x": {"y": 1.0}})
+    _error(invoke("eval", run, "--dataset", ds, "-o", qrels), "also an input")
+    _error(invoke("search", tmp_path, "--dataset", ds, "-o", ds / "queries.jsonl"), "also an input")
+    queries = ds / "queries.jsonl"
+    queries.write_text(queries.read_text().rstrip("\n"))  # no newline at the end: gen's recovery would cut it
+    q_before = queries.read_text()
+    _error(invoke("gen", "--dataset", ds, "-o", queries, "--backend", "fake_backend:EchoBackend"), "also an input")
+    assert qrels.read_text() == before and queries.read_text() == q_before
