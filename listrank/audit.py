@@ -261,6 +261,9 @@ def score_lists(lists: Sequence[SyntheticList], encoder: "Encoder", batch_size: 
     doc_emb = encoder.encode(texts, batch_size=batch_size, show_progress=show_progress, description="passages")
     query_emb = encoder.encode([sl.query for sl in lists], batch_size=batch_size, show_progress=show_progress,
                                description="queries")
+    if not (np.isfinite(doc_emb).all() and np.isfinite(query_emb).all()):
+        raise ListrankError("the encoder gave non-finite embeddings (NaN or inf weights?); "
+                            "an audit of such scores would be arbitrary")
     out, start = [], 0
     for i, sl in enumerate(lists):
         end = start + len(sl.passages)

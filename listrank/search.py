@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from listrank.encoder import Encoder
 from listrank.errors import ListrankError
 from listrank.formats import Query, Run
@@ -30,6 +32,9 @@ def dense_search(
     index.embeddings  # loads and checks the folder (embeddings, doc ids, meta.json agree) before encoding
     query_emb = encoder.encode([q.text for q in queries], batch_size=batch_size, show_progress=show_progress,
                                description="search")
+    if not np.isfinite(query_emb).all():
+        raise ListrankError("the encoder gave non-finite query embeddings (NaN or inf weights?); "
+                            "refusing to rank by them")
     return index.rank([q.id for q in queries], query_emb, k)
 
 

@@ -213,3 +213,18 @@ def test_search_refuses_a_bm25_index_of_a_changed_corpus(tmp_path, tiny):
     assert invoke("search", idx, "-d", tiny, "-k", 5, "-o", tmp_path / "r.jsonl").exit_code == 0
     write_corpus(tiny / "corpus.jsonl", read_corpus(tiny / "corpus.jsonl")[1:])
     _error(invoke("search", idx, "-d", tiny, "-k", 5, "-o", tmp_path / "r2.jsonl"), "corpus fingerprint differs")
+
+
+def test_non_finite_query_embeddings_are_never_ranked_or_audited(tmp_path, tiny, encoder, monkeypatch):
+    from listrank.audit import score_lists
+    from listrank.formats import SyntheticList, SyntheticPassage, read_queries
+    from listrank.index import DenseIndex, build_dense_index
+    from listrank.search import dense_search
+
+    idx = build_dense_index(encoder, read_corpus(tiny / "corpus.jsonl"), tmp_path / "idx", show_progress=False)
+    monkeypatch.setattr(encoder, "encode", lambda texts, **kw: np.full((len(texts), 384), np.nan, np.float32))
+    with pytest.raises(ListrankError, match="non-finite query embeddings"):
+        dense_search(DenseIndex.open(idx), read_queries(tiny / "queries.jsonl"), 5, encoder=encoder, show_progress=False)
+    lists = [SyntheticList("q", "a query", [SyntheticPassage("q_l_3_d_0", 3, "a passage")])]
+    with pytest.raises(ListrankError, match="non-finite embeddings"):
+        score_lists(lists, encoder)
