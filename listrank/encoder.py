@@ -249,6 +249,8 @@ class Encoder(torch.nn.Module):
         description: str = "encode",
     ) -> np.ndarray:
         """Embeddings [len(texts), dim] as float32, in the order of `texts`."""
+        if batch_size < 1:  # a step of 0 raised; a negative one skipped the loop and returned np.empty garbage
+            raise ListrankError(f"--batch-size must be at least 1, got {batch_size}")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         # Longest first, by character length: a cheap proxy for token length that avoids a tokenizer pass.

@@ -228,3 +228,9 @@ def test_non_finite_query_embeddings_are_never_ranked_or_audited(tmp_path, tiny,
     lists = [SyntheticList("q", "a query", [SyntheticPassage("q_l_3_d_0", 3, "a passage")])]
     with pytest.raises(ListrankError, match="non-finite embeddings"):
         score_lists(lists, encoder)
+
+
+@pytest.mark.parametrize("batch_size", [0, -4])
+def test_a_batch_size_below_one_is_an_error_not_garbage_embeddings(tmp_path, tiny, batch_size):
+    _error(_index(tiny, tmp_path / "idx", "--batch-size", batch_size), "--batch-size must be at least 1")
+    assert not (tmp_path / "idx").exists()
