@@ -178,7 +178,7 @@ def _dense_settings(model, pooling, normalize, max_length, batch_size, precision
 @command("index")
 def index_cmd(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset id (beir/scifact), BEIR folder or corpus.jsonl."),
-    output: Path = typer.Option(..., "--output", "-o", help="Index folder to write (replaced atomically)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Index folder to write (replaced atomically if listrank wrote it; any other non-empty folder is refused)."),
     bm25: bool = typer.Option(False, "--bm25", help="Build a Lucene BM25 index (pyserini) instead of a dense one."),
     model: Optional[str] = MODEL,
     pooling: Optional[str] = POOLING,
