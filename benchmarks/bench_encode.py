@@ -2,6 +2,8 @@
 
 Same model (the bundled all-MiniLM-L6-v2), same texts (SciFact title + abstract), same max length,
 batch size and torch threads, in one process, runs interleaved so machine load hits both alike.
+Each precision is compared with itself: listrank fp32 vs sentence-transformers fp32, listrank
+bf16 autocast vs sentence-transformers `encode` under the same `torch.autocast("cpu", bfloat16)`.
 
     LISTRANK_DATA=../shared/data python benchmarks/bench_encode.py [--docs 1000] [--repeats 2]
 """
@@ -17,7 +19,7 @@ import time
 import torch
 
 from listrank.datasets import resolve
-from listrank.encoder import Encoder, default_model_path
+from listrank.encoder import Encoder, bf16_supported, default_model_path
 
 
 def main() -> None:
@@ -39,13 +41,22 @@ def main() -> None:
     model_path = str(default_model_path())
     st = SentenceTransformer(model_path, device="cpu")
     st.max_seq_length = args.max_length
+    def st_bf16(t):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return st.encode(t, batch_size=args.batch_size, convert_to_numpy=True)
+
     contenders = {
         "sentence-transformers (fp32)": lambda t: st.encode(t, batch_size=args.batch_size, convert_to_numpy=True),
+        "sentence-transformers (bf16)": st_bf16,
     }
-    for precision in ("fp32", "auto"):
+    # which sentence-transformers row each listrank row is compared with: the same precision
+    baseline_of = {}
+    for precision in ("fp32", "bf16"):
         enc = Encoder(max_length=args.max_length, precision=precision, device="cpu")
-        label = f"listrank ({'bf16' if enc.use_bf16 else 'fp32'}{', default' if precision == 'auto' else ''})"
+        default = "bf16" if bf16_supported(torch.device("cpu")) else "fp32"  # what precision=auto picks here
+        label = f"listrank ({precision}{', default' if precision == default else ''})"
         contenders[label] = (lambda e: lambda t: e.encode(t, batch_size=args.batch_size))(enc)
+        baseline_of[label] = f"sentence-transformers ({precision})"
 
     for fn in contenders.values():  # warm-up: first calls pay for allocation and kernel selection
         fn(texts[: args.batch_size])
@@ -56,16 +67,20 @@ def main() -> None:
             fn(texts)
             times[name].append(time.perf_counter() - start)
 
-    base = "sentence-transformers (fp32)"
-    base_rate = len(texts) / min(times[base])
+    from listrank.doctor import machine_info
+
     print(f"{len(texts)} docs of {args.dataset}, max length {args.max_length}, batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
-    print(f"{'encoder':34s} {'docs/s (best)':>14s} {'docs/s (median)':>16s} {'ratio vs ST':>12s}")
+          f"torch threads {torch.get_num_threads()}, {machine_info()['cpu']} ({', '.join(machine_info()['cpu_isa'])}), "
+          f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"{'encoder':34s} {'docs/s (best)':>14s} {'docs/s (median)':>16s} {'ratio vs ST, same precision':>28s}")
     rows = []
     for name, ts in times.items():
         best, median = len(texts) / min(ts), len(texts) / statistics.median(ts)
-        rows.append({"encoder": name, "docs_per_s_best": best, "docs_per_s_median": median, "ratio": best / base_rate})
-        print(f"{name:34s} {best:14.1f} {median:16.1f} {best / base_rate:11.2f}x")
+        base = baseline_of.get(name, name)
+        ratio = best / (len(texts) / min(times[base]))
+        rows.append({"encoder": name, "docs_per_s_best": best, "docs_per_s_median": median, "ratio": ratio,
+                     "baseline": base})
+        print(f"{name:34s} {best:14.1f} {median:16.1f} {ratio:27.2f}x")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"docs": len(texts), "threads": torch.get_num_threads(), "rows": rows}, fh, indent=2)
