@@ -27,10 +27,11 @@ def make_demo(demo: Path, eval_dir: Path, *args: str) -> subprocess.CompletedPro
     listrank = shutil.which("listrank", path=str(Path(sys.executable).parent)) or "listrank"
     return subprocess.run(
         ["make", "--no-print-directory", *(args or ["demo"]), f"DEMO={demo}", "DEMO_DEPS=", f"LISTRANK={listrank}",
-         "DEMO_QUERIES=8", f"DEMO_EVAL={eval_dir}",
+         "DEMO_QUERIES=16", f"DEMO_EVAL={eval_dir}",
          # one llama.cpp thread: robust on a busy CI machine, where spinning threads contend
          "DEMO_GEN_FLAGS=--per-level 1 --passage-words 50 --max-tokens 800 --seed 0 --backend-opt n_threads=1 --no-progress",
-         "DEMO_TRAIN_FLAGS=--loss wasserstein --epochs 2 --batch-size 2 --lr 2e-5 --save-steps 2 --no-progress"],
+         "DEMO_TRAIN_FLAGS=--loss wasserstein --epochs 2 --batch-size 2 --lr 2e-5 --save-steps 2 --no-progress"
+         " --eval-holdout 0.25 --eval-steps 2"],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
 
@@ -46,7 +47,7 @@ def test_make_demo_end_to_end(tmp_path, make_scifact_folder, monkeypatch):
     # gen: valid graded lists for the first training queries, the rest in the rejects file
     lists = read_synthetic(demo / "synth.jsonl")
     rejects = (demo / "synth.rejects.jsonl").read_text().splitlines() if (demo / "synth.rejects.jsonl").exists() else []
-    assert len(lists) >= 2 and len(lists) + len(rejects) == 8
+    assert len(lists) >= 3 and len(lists) + len(rejects) == 16
     assert all(sorted({p.level for p in sl.passages}) == [0, 1, 2, 3] for sl in lists)
     audit = json.loads((demo / "audit.json").read_text())
     assert audit and (demo / "levels.png").read_bytes()[:8] == PNG_MAGIC
@@ -55,6 +56,11 @@ def test_make_demo_end_to_end(tmp_path, make_scifact_folder, monkeypatch):
     meta = json.loads((demo / "model" / "listrank.json").read_text())
     assert meta["loss"] == "wasserstein" and meta["finished"] and meta["steps"] >= 1
     assert (demo / "model" / "train_curve.png").read_bytes()[:8] == PNG_MAGIC
+    # the model is a validated checkpoint: held-out training lists, never the test split it reports
+    v = meta["validation"]
+    assert v["set"] and v["baseline"]["step"] == 0 and v["history"][0]["step"] == 0
+    assert v["best"]["step"] in [h["step"] for h in v["history"]] and v["best"]["score"] >= v["baseline"]["score"]
+    assert v["set"]["kind"] == "holdout" and v["set"]["queries"] >= 1
 
     # eval: base, trained and BM25 in one comparison against the base, with real scores
     cmp = json.loads((demo / "compare.json").read_text())
@@ -78,7 +84,7 @@ def test_make_demo_end_to_end(tmp_path, make_scifact_folder, monkeypatch):
         if (demo / name).exists():
             shutil.copy(demo / name, example / name)
     done = subprocess.run(
-        [sys.executable, "examples/sycl_pipeline.py", "--queries", "8", "--eval-dataset", str(eval_dir),
+        [sys.executable, "examples/sycl_pipeline.py", "--queries", "16", "--eval-dataset", str(eval_dir),
          "--epochs", "2", "--batch-size", "2", "--out", str(example)],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
