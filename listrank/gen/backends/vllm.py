@@ -20,7 +20,9 @@ different text (issue 9). What vLLM does promise, offline, on the same hardware 
 with `VLLM_ENABLE_V1_MULTIPROCESSING=0` scheduling is deterministic
 (https://docs.vllm.ai/en/latest/usage/reproducibility/). `deterministic=true` (the default) sets
 it before the engine starts, unless the environment already sets it; `deterministic=false` keeps
-vLLM's faster multiprocess engine and its run-to-run variation. Batch invariance
+vLLM's faster multiprocess engine and its run-to-run variation. Measured on CPU (docs/gen.md):
+that is not enough with structured outputs, whose grammars compile in a background thread, so a
+request becomes schedulable at a timing-dependent step; `structured=false` re-runs byte-identically. Batch invariance
 (`VLLM_BATCH_INVARIANT=1`, recent NVIDIA GPUs only) additionally makes the text independent of
 batch composition (e.g. across `--batch-size` or a resumed run); listrank does not set it.
 """
