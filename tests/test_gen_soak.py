@@ -27,6 +27,13 @@ KILLS = 6
 DEADLINE_S = 90
 
 
+def _lines(path: Path) -> list[bytes]:
+    """Complete lines written so far (a killed writer may leave a partial last one)."""
+    if not path.exists():
+        return []
+    return [line for line in path.read_bytes().split(b"\n")[:-1] if line.strip()]
+
+
 def _ids(path: Path) -> list[str]:
     if not path.exists():
         return []
@@ -51,8 +58,14 @@ def test_gen_soak_hostile_server_kill_and_resume(tmp_path):
                "--batch-size", "16", "--max-attempts", "2", "--no-progress"]
         interrupted = 0
         for _ in range(KILLS):
+            before = len(_lines(out)) + len(_lines(rejects))
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            time.sleep(rng.uniform(1.0, 2.5))
+            # Kill once this run has finished some queries, then a moment later: mid-run on a fast
+            # idle machine as on a loaded one (a fixed delay let the whole run end first when idle).
+            while proc.poll() is None and len(_lines(out)) + len(_lines(rejects)) <= before:
+                assert time.monotonic() - started < DEADLINE_S, "soak over its time budget"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 interrupted += 1
