@@ -87,6 +87,15 @@ def _cannot_write(path: Path, e: OSError) -> ListrankError:
     return ListrankError(f"cannot write {path}: {e.strerror or e}")
 
 
+def _prepare_parent(path: Path) -> None:
+    """The folder a temporary is made in exists, and dead writers' temporaries of `path` are gone."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    clean_stale_temporaries(path)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary file beside `path`; rename it over `path` only if the block succeeds.
@@ -96,11 +105,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     path = Path(path)
     if path.is_dir():
         raise ListrankError(f"cannot write {path}: it is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _cannot_write(path, e) from None
-    clean_stale_temporaries(path)
+    _prepare_parent(path)
     if "b" in mode:
         encoding = None
     try:
@@ -216,11 +221,7 @@ def atomic_dir(
     path = Path(path)
     if replace is not None and path.exists() and not _is_empty_dir(path) and not (path.is_dir() and replace(path)):
         raise ListrankError(f"{path} exists and was not written by listrank; refusing to replace it")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _cannot_write(path, e) from None
-    clean_stale_temporaries(path)
+    _prepare_parent(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     except OSError as e:

@@ -8,24 +8,10 @@ import math
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from listrank.cli import app
 from listrank.formats import RunFormat, read_run, write_run
 
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def _error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert result.output.startswith("error:") and "Traceback" not in result.output, result.output
-    text = " ".join(result.output.split())
-    for f in fragments:
-        assert f in text, text
+from cli_helpers import expect_user_error as _error, invoke
 
 
 @pytest.fixture
