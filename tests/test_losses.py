@@ -331,3 +331,100 @@ def test_half_precision_scores_give_same_dtype_and_close_value(name):
     out = loss(scores.to(torch.bfloat16), labels)
     assert out.dtype == torch.bfloat16
     assert out.float().item() == pytest.approx(loss(scores.to(torch.bfloat16).double(), labels).item(), rel=1e-2)
+
+
+# ---------------------------------------------------------------- label temperature, in-batch targets
+
+
+def test_label_temperature_default_is_the_paper_and_bad_values_are_refused():
+    scores, labels = _random_batch(3, 3, seed=20)
+    for name in ("wasserstein", "listnet"):
+        assert losses.get(name).label_temperature == 1.0
+        default = losses.get(name)(scores, labels).item()
+        assert losses.get(name, label_temperature=1.0)(scores, labels).item() == default
+        for bad in (0, -0.5, float("inf"), float("nan"), "0.1", True):
+            with pytest.raises(ListrankError, match="label_temperature"):
+                losses.get(name, label_temperature=bad)
+    with pytest.raises(ListrankError, match="in_batch_targets"):
+        losses.get("wasserstein", in_batch_targets="no")
+    with pytest.raises(ListrankError, match="does not accept"):
+        losses.get("infonce", label_temperature=0.5)  # InfoNCE has no label target
+
+
+@pytest.mark.parametrize("tl", [0.25, 2.0])
+def test_wasserstein_label_temperature_divides_labels_matches_scipy(tl):
+    scores, labels = _random_batch(4, 3, seed=21)
+    got = losses.get("wasserstein", label_temperature=tl)(scores, labels, temperature=0.7)
+    pred = scipy.special.softmax(scores.numpy() / 0.7, axis=1)
+    target = scipy.special.softmax(_label_matrix_np(labels.numpy()) / tl, axis=1)
+    assert got.item() == pytest.approx(_frechet_np(pred, target), rel=1e-6)
+    # Same as the paper's loss on labels divided by tau_L.
+    paper = losses.get("wasserstein")(scores, labels.double() / tl, temperature=0.7)
+    assert got.item() == pytest.approx(paper.item(), rel=1e-12)
+
+
+def test_wasserstein_label_temperature_zero_at_its_target():
+    labels = torch.tensor([[3, 2, 1, 0], [2, 3, 0, 1], [0, 1, 3, 2]])
+    perfect = torch.tensor(_label_matrix_np(labels.numpy()))
+    loss = losses.get("wasserstein", label_temperature=0.25)
+    assert abs(loss(perfect, labels, temperature=0.25).item()) < 1e-12
+    assert loss(perfect, labels, temperature=1.0).item() > 1e-4
+
+
+def test_wasserstein_raw_labels_target_is_nearly_flat_and_label_temperature_sharpens_it():
+    # The issue's arithmetic, at B = 43, G = 8 (344 columns): one passage at each of 3/2/2/1 and four 0s.
+    b, g = 43, 8
+    labels = torch.tensor([[3, 2, 2, 1, 0, 0, 0, 0]] * b)
+    for tl, lo, hi in [(1.0, 0.04, 0.07), (0.25, 0.9, 1.0)]:
+        q = losses.get("wasserstein", label_temperature=tl).targets(labels, b, g)
+        top = q[0, 0].item()  # query 0's level-3 passage
+        assert lo < top < hi, (tl, top)
+    own_mass = losses.get("wasserstein").targets(labels, b, g)[0, :g].sum().item()
+    assert own_mass == pytest.approx((np.e**3 + 2 * np.e**2 + np.e + 4) / (np.e**3 + 2 * np.e**2 + np.e + 4 + (b - 1) * g))
+
+
+def test_wasserstein_without_in_batch_targets():
+    scores, labels = _random_batch(4, 3, seed=22)
+    b, g = labels.shape
+    loss = losses.get("wasserstein", in_batch_targets=False, label_temperature=0.5)
+    q = loss.targets(labels, b, g)
+    own = scipy.special.softmax(labels.numpy() / 0.5, axis=1)
+    expected = np.zeros((b, b * g))
+    for i in range(b):
+        expected[i, i * g : (i + 1) * g] = own[i]
+    np.testing.assert_allclose(q.numpy(), expected, rtol=1e-12, atol=0)
+    pred = scipy.special.softmax(scores.numpy(), axis=1)
+    assert loss(scores, labels).item() == pytest.approx(_frechet_np(pred, expected), rel=1e-6)
+    # Still a batch-level distance over all columns: in-batch scores change the value.
+    other = scores.clone()
+    other[0, g:] += 3.0
+    assert loss(other, labels).item() != pytest.approx(loss(scores, labels).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"label_temperature": 0.3}, {"in_batch_targets": False}])
+def test_wasserstein_options_gradcheck(options):
+    scores, labels = _random_batch(3, 3, seed=23)
+    loss = losses.get("wasserstein", **options)
+    assert torch.autograd.gradcheck(lambda s: loss(s, labels, 0.5), (scores.requires_grad_(),))
+
+
+def test_wasserstein_gradient_finite_at_sharp_label_target():
+    # tau_L small: Q is (numerically) one-hot per row; identical rows and P == Q still give finite gradients.
+    labels = torch.tensor([[3, 0, 0], [3, 0, 0], [0, 3, 0]])
+    loss = losses.get("wasserstein", label_temperature=0.01)
+    for scores in (torch.tensor(_label_matrix_np(labels.numpy())) / 0.01, _random_batch(3, 3, seed=24)[0]):
+        s = scores.clone().requires_grad_()
+        loss(s, labels).backward()
+        assert torch.isfinite(s.grad).all()
+
+
+def test_listnet_label_temperature_hand_computed_and_gradcheck():
+    t, tl = 0.5, 0.3
+    own = np.array([SCORES[0, 0:2], SCORES[1, 2:4]]) / t
+    q = scipy.special.softmax(LABELS.astype(float) / tl, axis=1)
+    p = scipy.special.softmax(own, axis=1)
+    expected = np.mean(np.sum(q * (np.log(q) - np.log(p)), axis=1))
+    loss = losses.get("listnet", label_temperature=tl)
+    assert loss(_t(SCORES), torch.tensor(LABELS), temperature=t).item() == pytest.approx(expected, rel=1e-10)
+    scores, labels = _random_batch(3, 3, seed=25)
+    assert torch.autograd.gradcheck(lambda s: loss(s, labels, 0.5), (scores.requires_grad_(),))

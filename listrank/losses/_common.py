@@ -12,6 +12,8 @@ import numbers
 import torch
 from torch import Tensor
 
+from listrank.errors import ListrankError
+
 
 def check_inputs(scores: Tensor, labels, temperature) -> tuple[Tensor, int, int]:
     """Validate shapes and temperature; return `(labels on scores' device, B, G)`."""
@@ -62,3 +64,10 @@ def block_label_matrix(labels: Tensor, b: int, g: int) -> Tensor:
     full[idx, idx] = labels
     return full.reshape(b, b * g)
 
+
+
+def check_label_temperature(value) -> float:
+    """A loss's ``label_temperature`` option: a real number > 0 (the labels are divided by it)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or value == float("inf"):
+        raise ListrankError(f"label_temperature must be a finite number > 0, got {value!r}")
+    return float(value)

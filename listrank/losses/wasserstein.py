@@ -7,7 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from listrank.losses._common import block_label_matrix, check_inputs
+from listrank.errors import ListrankError
+from listrank.losses._common import block_label_matrix, check_inputs, check_label_temperature
 from listrank.losses.registry import register
 
 
@@ -24,7 +25,8 @@ class WassersteinLoss(nn.Module):
 
     Math (computed in float64):
         P = softmax(scores / T) row-wise                      ``[B, D]``, D = B*G
-        Q = softmax(L) row-wise, L = block-diagonal labels   (in-batch negatives get label 0)
+        Q = softmax(L / tau_L) row-wise, L = block-diagonal labels   (in-batch negatives get label 0;
+                                                      tau_L = label_temperature, 1 in the paper)
         mu_p, mu_t = mean of the B rows of P, Q
         X_p = (P - mu_p) / sqrt(B-1),  X_t = (Q - mu_t) / sqrt(B-1)
         Sigma_p = X_p^T X_p,  Sigma_t = X_t^T X_t              (unbiased covariance, ``[D, D]``)
@@ -55,13 +57,42 @@ class WassersteinLoss(nn.Module):
     checked numerically; otherwise equal, with stable gradients); it applies the softmax in the
     scores' own dtype (we upcast first); it silently uses factor 1 for B < 2 (we raise); it
     returns float64 (we cast back to ``scores.dtype``).
+
+    Options (defaults = the paper):
+        label_temperature (default 1.0): the target is ``Q = softmax(L / tau_L)``. With raw labels
+            (tau_L = 1) and D = B*G columns, a row's target is nearly flat: query i's level-3
+            passage gets weight e^3 ~= 20 against 1 for each of the ~D zeros (its own level-0
+            passages and all (B-1)*G in-batch negatives), so at B = 43, G = 8 the whole own group
+            holds only ~10% of the target mass and the best passage ~5%. Matching that target asks
+            the model to score in-batch negatives almost like its own positives. A level-3 passage
+            beats the mass of the zeros only when e^(3/tau_L) >> D, i.e. tau_L << 3 / ln(D)
+            (0.51 at D = 344). tau_L -> 0 makes Q uniform over the row's top-labelled passages
+            (InfoNCE-like); each level then weighs e^(1/tau_L) times the level below.
+        in_batch_targets (default True): in-batch negatives are target columns with label 0, as in
+            the paper. False gives them target mass 0 instead: row i of Q is
+            ``softmax(labels_i / tau_L)`` on its own group's columns and 0 elsewhere (the prediction
+            P still spans all D columns, so in-batch negatives are pushed towards probability 0).
     """
 
     listwise = True
     min_queries = 2  # compares distributions across the queries of a batch
 
-    def __init__(self):  # no options; an explicit signature lets get() reject unknown ones
+    def __init__(self, label_temperature: float = 1.0, in_batch_targets: bool = True):
         super().__init__()
+        self.label_temperature = check_label_temperature(label_temperature)
+        if not isinstance(in_batch_targets, bool):
+            raise ListrankError(f"in_batch_targets must be true or false, got {in_batch_targets!r}")
+        self.in_batch_targets = in_batch_targets
+
+    def extra_repr(self) -> str:
+        return f"label_temperature={self.label_temperature}, in_batch_targets={self.in_batch_targets}"
+
+    def targets(self, labels: Tensor, b: int, g: int) -> Tensor:
+        """The target rows Q ``[B, B*G]`` (float64) for ``labels`` ``[B, G]``, as in the docstring."""
+        if self.in_batch_targets:
+            return torch.softmax(block_label_matrix(labels.double(), b, g) / self.label_temperature, dim=1)
+        own = torch.softmax(labels.double() / self.label_temperature, dim=1)
+        return block_label_matrix(own, b, g)  # own-group softmax on the diagonal block, 0 elsewhere
 
     def forward(self, scores: Tensor, labels: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
         labels, b, g = check_inputs(scores, labels, temperature)
@@ -72,7 +103,7 @@ class WassersteinLoss(nn.Module):
             )
         # float64: the covariances of softmax rows are tiny and the difference of traces cancels.
         pred = torch.softmax(scores.double() / temperature, dim=1)
-        target = torch.softmax(block_label_matrix(labels.double(), b, g), dim=1)
+        target = self.targets(labels, b, g)
 
         mu_p, mu_t = pred.mean(dim=0), target.mean(dim=0)
         scale = 1.0 / math.sqrt(b - 1)
