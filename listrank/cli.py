@@ -88,7 +88,9 @@ def gen(
     model: str | None = typer.Option(None, "--model", help="GGUF path (llama-cpp; default: bundled SmolLM2-135M-Instruct), HF id or folder (vllm)."),
     tensor_parallel_size: int | None = typer.Option(None, "--tensor-parallel-size", help="vllm: GPUs per model."),
     backend_opt: list[str] = typer.Option([], "--backend-opt", help="Backend setting KEY=VALUE (repeatable), e.g. n_ctx=8192."),
-    prompt_version: str = typer.Option("sycl-v1", "--prompt-version", help="Built-in prompt template."),
+    strategy: str = typer.Option("auto", "--strategy", help="How lists are asked for: sycl-v1 (one call, the paper's), levels-v1, levels-fewshot-v1, levels-fewshot-borrow-v1 (one call per level; docs/gen.md); auto: levels-fewshot-borrow-v1 for llama-cpp, sycl-v1 otherwise."),
+    list_filter: str | None = typer.Option(None, "--filter", help="Keep a list only if this scorer puts level 3 above level 0: bm25 or encoder (the others go to the rejects file)."),
+    prompt_version: str = typer.Option("sycl-v1", "--prompt-version", help="Built-in prompt template (sycl-v1 strategy)."),
     prompt_file: Path | None = typer.Option(None, "--prompt-file", help="Own template (YAML/JSON with `user`, or text)."),
     levels: str = typer.Option("3,2,1,0", "--levels", help="Relevance levels to write, best first."),
     per_level: int = typer.Option(2, "--per-level", help="Passages per level."),
@@ -147,7 +149,8 @@ def gen(
         options["tensor_parallel_size"] = str(tensor_parallel_size)
     config = GenConfig(
         output=output, backend=backend, model=model, backend_options=options,
-        prompt_version=prompt_version, prompt_file=prompt_file, levels=parse_levels(levels),
+        prompt_version=prompt_version, prompt_file=prompt_file, strategy=strategy, filter=list_filter,
+        levels=parse_levels(levels),
         per_level=per_level, passage_words=passage_words, min_words=min_words, max_words=max_words,
         temperature=temperature, top_p=top_p, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed,
         max_attempts=max_attempts,
@@ -166,6 +169,20 @@ NORMALIZE = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise 
 MAX_LENGTH = typer.Option(256, "--max-length", help="Max tokens per text (the SyCL paper uses 256).")
 BATCH_SIZE = typer.Option(64, "--batch-size", help="Texts per encoder batch.")
 PRECISION = typer.Option("auto", "--precision", help="auto (bf16 where the hardware runs it natively), bf16 or fp32.")
+INDEX_KIND = typer.Option(None, "--kind", "--index-kind", help="Index kind: flat (exact), hnsw, ivfpq (faiss) or bm25 (Lucene) [default: flat; bm25 with --bm25].")
+INDEX_PARAM = typer.Option(None, "--param", help="KEY=VALUE, repeatable: a parameter of the index kind (hnsw: m, ef_construction, ef_search; ivfpq: nlist, m, nbits, nprobe, rerank; bm25: k1, b). See docs/scaling.md.")
+
+
+def _index_kind(kind: Optional[str], bm25: bool) -> str:
+    from listrank.retrieval import available, index_class
+
+    if kind is None:
+        return "bm25" if bm25 else "flat"
+    if bm25 and kind != "bm25":
+        raise ListrankError(f"--bm25 and --kind {kind} disagree; give one of them")
+    if kind not in available() and kind not in ("dense", "sharded"):
+        raise ListrankError(f"unknown --kind {kind!r}; choose one of {', '.join(available())}")
+    return index_class(kind).name
 
 
 def _dense_settings(model, pooling, normalize, max_length, batch_size, precision):
@@ -177,9 +194,14 @@ def _dense_settings(model, pooling, normalize, max_length, batch_size, precision
 
 @command("index")
 def index_cmd(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset id (beir/scifact), BEIR folder or corpus.jsonl."),
+    merge: Optional[list[str]] = typer.Argument(None, help="`merge SHARD...`: join the folders of `index --shard i/n` into one index at -o.", show_default=False),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset id (beir/scifact), BEIR folder or corpus.jsonl."),
     output: Path = typer.Option(..., "--output", "-o", help="Index folder to write (replaced atomically if listrank wrote it; any other non-empty folder is refused)."),
-    bm25: bool = typer.Option(False, "--bm25", help="Build a Lucene BM25 index (pyserini) instead of a dense one."),
+    bm25: bool = typer.Option(False, "--bm25", help="Build a Lucene BM25 index (pyserini) instead of a dense one (= --kind bm25)."),
+    kind: Optional[str] = INDEX_KIND,
+    param: Optional[list[str]] = INDEX_PARAM,
+    dtype: str = typer.Option("float32", "--dtype", help="Dense: store embeddings as float32 or float16 (half the disk and memory; memory-mapped either way)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: encode only the i-th of n consecutive parts of the corpus (then `listrank index merge`). Under torchrun each process takes its part by itself."),
     model: Optional[str] = MODEL,
     pooling: Optional[str] = POOLING,
     normalize: Optional[bool] = NORMALIZE,
@@ -188,7 +210,7 @@ def index_cmd(
     precision: str = PRECISION,
     data_dir: Optional[Path] = DATA_DIR,
 ) -> None:
-    """Index a corpus: dense embeddings (exact inner-product search) or Lucene BM25.
+    """Index a corpus: dense embeddings (flat exact search, HNSW or IVF-PQ) or Lucene BM25.
 
     Examples:
 
@@ -196,20 +218,38 @@ def index_cmd(
     listrank index --dataset beir/scifact -o runs/scifact.idx
     listrank index --dataset beir/scifact --model models/sycl -o runs/scifact.sycl.idx
     listrank index --dataset beir/scifact --bm25 -o runs/scifact.bm25.idx
+    listrank index --dataset msmarco --kind ivfpq --param nprobe=64 --dtype float16 -o runs/msmarco.ivfpq
+    listrank index --dataset msmarco --shard 0/4 -o parts/0      # on 4 machines, 0/4 .. 3/4
+    listrank index merge parts/0 parts/1 parts/2 parts/3 -o runs/msmarco.idx   # --kind sharded (default), flat, hnsw, ivfpq
+    torchrun --nproc-per-node 4 -m listrank index --dataset msmarco -o runs/msmarco.idx
     ```
     """
-    from listrank import bm25 as bm25_mod
+    from listrank.atomic import check_output_folder
     from listrank.datasets import resolve
     from listrank.formats import read_corpus
-    from listrank.index import build_dense_index
-
-    from listrank.atomic import check_output_folder
+    from listrank.retrieval import index_class, parse_params
 
     start = time.perf_counter()
     _check_precision(precision)
-    if bm25 and (model, pooling, normalize, max_length, batch_size, precision) != (None, None, None, 256, 64, "auto"):
-        raise ListrankError("--bm25 builds a Lucene index: --model, --pooling, --normalize, --max-length, "
-                            "--batch-size and --precision do not apply")
+    params = parse_params(param)
+    if merge:
+        if merge[0] != "merge":
+            raise ListrankError(f"unexpected argument {merge[0]!r}: `listrank index` takes --dataset, or `merge SHARD...`")
+        return _index_merge(merge[1:], output, kind or "sharded", params, dtype if dtype != "float32" else None,
+                            (dataset, shard, bm25), start)
+    if dataset is None:
+        raise ListrankError("give --dataset (or `listrank index merge SHARD... -o OUT`)")
+    kind = _index_kind(kind, bm25)
+    cls = index_class(kind)
+    options = {}
+    if not cls.needs_encoder:
+        if (model, pooling, normalize, max_length, batch_size, precision, dtype, shard) != (
+                None, None, None, 256, 64, "auto", "float32", None):
+            raise ListrankError("--bm25 builds a Lucene index: --model, --pooling, --normalize, --max-length, "
+                                "--batch-size, --precision, --dtype and --shard do not apply")
+    else:
+        options["dtype"] = dtype
+    cls.resolve_params(params)  # a typo fails before any encoding
     corpus_path = Path(dataset)
     if corpus_path.is_file():
         check_output_folder(output, inputs=[corpus_path], what="--output")
@@ -218,14 +258,42 @@ def index_cmd(
         ds = resolve(dataset, data_dir)
         check_output_folder(output, inputs=[ds.root or ds.queries_file], what="--output")
         docs, name, corpus_path = ds.corpus, ds.id, ds.corpus_file
-    if bm25:
-        bm25_mod.build_index(corpus_path, output)
-        kind = "BM25"
+    if not cls.needs_encoder:
+        cls.build(docs, output, params=params, corpus_file=corpus_path, dataset=name)
+        console.print(f"indexed {len(docs):,} documents of {name} → {output} [BM25, {time.perf_counter() - start:.1f}s]",
+                      highlight=False)
+        return
+    encoder = _dense_settings(model, pooling, normalize, max_length, batch_size, precision).encoder()
+    from listrank.retrieval import distributed
+
+    if distributed.world_size() > 1:
+        if shard:
+            raise ListrankError("under torchrun each process takes its own shard: drop --shard")
+        distributed.index_under_torchrun(cls, encoder, docs, output, params=params, dtype=dtype,
+                                         batch_size=batch_size, dataset=name)
+        if distributed.rank() != 0:
+            return
     else:
-        encoder = _dense_settings(model, pooling, normalize, max_length, batch_size, precision).encoder()
-        build_dense_index(encoder, docs, output, batch_size=batch_size, dataset=name)
-        kind = f"dense ({Path(encoder.model_path).name}, {'bf16' if encoder.use_bf16 else 'fp32'})"
-    console.print(f"indexed {len(docs):,} documents of {name} → {output} [{kind}, {time.perf_counter() - start:.1f}s]",
+        from listrank.gen.generate import parse_shard
+
+        cls.build(docs, output, encoder=encoder, params=params, batch_size=batch_size, dataset=name,
+                  shard=parse_shard(shard) if shard else None, **options)
+    what = f"{kind}, {Path(encoder.model_path).name}, {'bf16' if encoder.use_bf16 else 'fp32'}"
+    part = f" (shard {shard})" if shard else ""
+    console.print(f"indexed {len(docs):,} documents of {name}{part} → {output} [{what}, "
+                  f"{time.perf_counter() - start:.1f}s]", highlight=False)
+
+
+def _index_merge(parts, output, kind, params, dtype, others, start) -> None:
+    from listrank.atomic import check_output_folder
+    from listrank.retrieval.sharded import merge
+
+    if any(v for v in others):
+        raise ListrankError("`index merge` takes shard folders, -o, --kind, --param and --dtype; "
+                            "--dataset, --shard and --bm25 do not apply")
+    check_output_folder(output, inputs=parts, what="--output")
+    merge(parts, output, kind=kind, params=params, dtype=dtype)
+    console.print(f"merged {len(parts)} shards → {output} [{kind}, {time.perf_counter() - start:.1f}s]",
                   highlight=False)
 
 
@@ -239,6 +307,7 @@ def search_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Run file to write."),
     fmt: RunFormat = typer.Option(RunFormat.jsonl, "--format", help="jsonl (listrank) or trec (6 columns, 1-based ranks)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Query encoder; must be the indexed one [default: read from the index]."),
+    param: Optional[list[str]] = typer.Option(None, "--param", help="KEY=VALUE, repeatable: a search parameter of the index's kind (hnsw: ef_search; ivfpq: nprobe, rerank; bm25: k1, b) [default: the one recorded at index time]."),
     batch_size: int = BATCH_SIZE,
     data_dir: Optional[Path] = DATA_DIR,
 ) -> None:
@@ -255,7 +324,7 @@ def search_cmd(
     from listrank.atomic import check_output_file
     from listrank.datasets import resolve
     from listrank.formats import read_queries, trec_unsafe_id, write_run
-    from listrank.index import read_meta
+    from listrank.retrieval import open_index, parse_params
     from listrank.search import check_index_corpus, search
 
     if (dataset is None) == (queries is None):
@@ -267,7 +336,7 @@ def search_cmd(
         ds = resolve(dataset, data_dir)
         check_output_file(output, inputs=ds.files(), what="--output")
         query_list = ds.queries(split or (ds.default_split() if ds.splits() else None))
-    read_meta(index)  # an index at all?
+    search_params = open_index(index).resolve_params(parse_params(param), at_search=True)  # an index at all?
     if output.resolve().is_relative_to(index.resolve()):
         raise ListrankError(f"--output {output} is inside the index {index}; write the run elsewhere")
     if dataset is not None:
@@ -277,7 +346,7 @@ def search_cmd(
         raise ListrankError(f"query id {bad!r} holds whitespace, which a TREC run (space-separated columns) "
                             "cannot represent; write --format jsonl instead")
     start = time.perf_counter()
-    run = search(index, query_list, k, model=model, batch_size=batch_size)
+    run = search(index, query_list, k, model=model, batch_size=batch_size, params=search_params)
     write_run(output, run, fmt)
     console.print(f"searched {len(query_list):,} queries, top {k} → {output} [{fmt.value}, "
                   f"{time.perf_counter() - start:.1f}s]", highlight=False)
@@ -297,6 +366,8 @@ def eval_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of per-query deltas of the first metric (needs two runs); with --level-audit: score by level."),
     permutations: int = typer.Option(10_000, "--permutations", help="Randomization-test permutations."),
     bm25: bool = typer.Option(False, "--bm25", help="With no run: retrieve with Lucene BM25 (k1=0.9, b=0.4)."),
+    kind: Optional[str] = INDEX_KIND,
+    param: Optional[list[str]] = INDEX_PARAM,
     save_run: Optional[Path] = typer.Option(None, "--save-run", help="With no run: also write the retrieved run here."),
     k: Optional[int] = typer.Option(None, "-k", help="With no run: hits per query [default: 1000]."),
     level_audit: bool = typer.Option(False, "--level-audit", help="Audit synthetic levels instead: how well the encoder's scores order each query's own passages by level (--dataset: a gen --export-beir folder or gen JSONL; -o JSON, --plot PNG of score by level)."),
@@ -339,7 +410,8 @@ def eval_cmd(
         given = [flag for flag, value, default in (
             ("--model", model, None), ("--pooling", pooling, None), ("--normalize", normalize, None),
             ("--max-length", max_length, 256), ("--batch-size", batch_size, 64), ("--precision", precision, "auto"),
-            ("--bm25", bm25, False), ("--save-run", save_run, None), ("-k", k, None)) if value != default]
+            ("--bm25", bm25, False), ("--save-run", save_run, None), ("-k", k, None), ("--kind", kind, None),
+            ("--param", param or None, None)) if value != default]
         if given:
             raise ListrankError(f"{', '.join(given)} only apply when eval retrieves (no run files); "
                                 "these runs are already retrieved")
@@ -361,10 +433,20 @@ def eval_cmd(
     results = []
     if not runs:
         from listrank.pipeline import retrieve
+        from listrank.retrieval import index_class, parse_params
 
-        name = "BM25" if bm25 else Path(model or "all-MiniLM-L6-v2").name
-        run = retrieve(ds, split, use_bm25=bm25, k=k or 1000,
-                       dense=_dense_settings(model, pooling, normalize, max_length, batch_size, precision))
+        index_kind = _index_kind(kind, bm25)
+        cls = index_class(index_kind)
+        given = parse_params(param)
+        build = {k_: v for k_, v in given.items() if k_ in cls.build_params}
+        search_params = cls.resolve_params({k_: v for k_, v in given.items() if k_ not in cls.build_params},
+                                           at_search=True)
+        name = "BM25" if index_kind == "bm25" else Path(model or "all-MiniLM-L6-v2").name
+        if index_kind not in ("flat", "bm25"):
+            name += f" ({index_kind})"
+        dense = _dense_settings(model, pooling, normalize, max_length, batch_size, precision)
+        dense.kind, dense.params = (index_kind, cls.resolve_params(build)) if cls.needs_encoder else ("flat", None)
+        run = retrieve(ds, split, kind=index_kind, k=k or 1000, dense=dense, search_params=search_params)
         if save_run:
             write_run(save_run, run)
         results.append(ev.evaluate(run, judgements, metric_list, name=name, **settings))
@@ -525,6 +607,7 @@ def train(
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: cuda:LOCAL_RANK if available)."),
     save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps; 0 = only the final model (default 500)."),
     save_total_limit: int | None = typer.Option(None, "--save-total-limit", help="Checkpoints kept (default 2)."),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep checkpoints/ after the final model is written (default: removed)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an earlier training run in the output folder."),
     max_nonfinite: int | None = typer.Option(None, "--max-nonfinite", help="Abort after this many non-finite steps in a row (default 5)."),
@@ -567,7 +650,7 @@ def train(
         gradient_checkpointing=gradient_checkpointing, length_buckets=length_buckets, num_workers=num_workers, device=device,
         grad_cache_chunk=grad_cache_chunk, eval_dataset=eval_dataset, eval_split=eval_split, eval_holdout=eval_holdout,
         eval_steps=eval_steps, eval_force=eval_force or None,
-        save_steps=save_steps, save_total_limit=save_total_limit, resume=resume or None,
+        save_steps=save_steps, save_total_limit=save_total_limit, keep_checkpoints=keep_checkpoints or None, resume=resume or None,
         overwrite=overwrite or None, max_nonfinite=max_nonfinite, plot=False if no_plot else None,
         progress=False if no_progress else None, preset=preset,
     )

@@ -20,7 +20,7 @@ import enum
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -57,6 +57,16 @@ class SyntheticPassage:
     id: str  # `{qid}_l_{level}_d_{i}`, the id scheme of the published SyCL data
     level: int
     text: str
+    # Set when the text was not written for this query but taken from another query's list (the id
+    # of that passage): `gen --strategy levels-fewshot-borrow-v1` takes level 0 that way. Written
+    # to JSON only when set, so other lines keep their shape.
+    borrowed_from: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"id": self.id, "level": self.level, "text": self.text}
+        if self.borrowed_from is not None:
+            obj["borrowed_from"] = self.borrowed_from
+        return obj
 
 
 @dataclass
@@ -76,7 +86,7 @@ class SyntheticList:
         return {
             "query_id": self.query_id,
             "query": self.query,
-            "passages": [asdict(p) for p in self.passages],
+            "passages": [p.to_json() for p in self.passages],
             "generator": self.generator,
         }
 
@@ -89,7 +99,8 @@ class SyntheticList:
             query_id=str(obj["query_id"]),
             query=_text(obj["query"], "query"),
             passages=[
-                SyntheticPassage(id=str(p["id"]), level=int(p["level"]), text=_text(p["text"], "text"))
+                SyntheticPassage(id=str(p["id"]), level=int(p["level"]), text=_text(p["text"], "text"),
+                                 borrowed_from=None if p.get("borrowed_from") is None else str(p["borrowed_from"]))
                 for p in passages
             ],
             generator=dict(obj.get("generator") or {}),

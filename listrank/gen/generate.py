@@ -43,10 +43,10 @@ from listrank.progress import progress_bar
 console = Console(stderr=True)
 
 # Settings that change what is generated: a resumed run must match the lines already written.
-_IDENTITY_KEYS = ("backend", "model", "prompt_version", "levels", "per_level", "passage_words",
-                  "temperature", "top_p", "repeat_penalty", "max_tokens", "seed")
+_IDENTITY_KEYS = ("backend", "model", "strategy", "prompt_version", "levels", "per_level", "passage_words",
+                  "temperature", "top_p", "repeat_penalty", "max_tokens", "seed", "filter")
 # What a key missing from lines written before it existed meant.
-_IDENTITY_MISSING = {"repeat_penalty": 1.0}
+_IDENTITY_MISSING = {"repeat_penalty": 1.0, "strategy": "sycl-v1", "filter": None}
 
 
 @dataclass
@@ -59,6 +59,11 @@ class GenConfig:
     backend_options: dict[str, Any] = field(default_factory=dict)
     prompt_version: str = DEFAULT_VERSION
     prompt_file: Path | None = None
+    # A name of listrank.gen.strategies, or "auto": the default for the backend (see there).
+    strategy: str = "auto"
+    # None, "bm25" or "encoder": keep a list only if that scorer puts level 3 above level 0
+    # (listrank.gen.filters); the others go to the rejects file.
+    filter: str | None = None
     levels: tuple[int, ...] = (3, 2, 1, 0)
     per_level: int = 2
     passage_words: int = 80  # the length the prompt asks for
@@ -93,6 +98,8 @@ class GenConfig:
             raise ListrankError("need temperature >= 0, 0 <= top-p <= 1 and max-tokens >= 1")
         if self.repeat_penalty is not None and not self.repeat_penalty > 0:
             raise ListrankError("--repeat-penalty must be > 0 (1.0 = off)")
+        if self.filter == "none":
+            self.filter = None
         if self.batch_size is not None and self.batch_size < 1:
             raise ListrankError("--batch-size must be at least 1")
 
@@ -117,6 +124,7 @@ class GenSummary:
     retried: int = 0  # queries that needed more than one attempt
     attempts: int = 0  # requests sent
     rejected: int = 0
+    filtered: int = 0  # of the rejected: lists the --filter scorer turned down
     passages: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -332,11 +340,13 @@ def _check_same_settings(path: Path, existing: dict[str, Any], current: dict[str
 def generate(config: GenConfig, queries: Sequence[Query], backend: Backend | None = None) -> GenSummary:
     """Generate graded lists for `queries` into `config.output`, resuming what is already there."""
     started = time.perf_counter()
-    template = load_template(config.prompt_version, config.prompt_file)
-    # ~4 characters a word: the schema then rules out the one-word passages small models love.
-    builder = PromptBuilder(template, config.levels, config.per_level, config.passage_words,
-                            min_chars=4 * config.min_words)
-    schema = builder.json_schema()
+    from listrank.gen.filters import get_filter
+    from listrank.gen.strategies import get_strategy, resolve_strategy
+
+    custom_prompt = config.prompt_file is not None or config.prompt_version != DEFAULT_VERSION
+    name = resolve_strategy(config.strategy, backend.name if backend is not None else config.backend, custom_prompt)
+    strategy = get_strategy(name)(config)
+    list_filter = get_filter(config.filter)
     summary = GenSummary(output=str(config.output), rejects=str(config.rejects_path))
 
     selected = select_queries(queries, config.shard)
@@ -356,7 +366,7 @@ def generate(config: GenConfig, queries: Sequence[Query], backend: Backend | Non
     out = AppendLog(config.output)
     ok = False
     try:
-        result = _generate_locked(config, queries, backend, out, template, builder, schema, summary, selected, started)
+        result = _generate_locked(config, queries, backend, out, strategy, list_filter, summary, selected, started)
         ok = True
         return result
     finally:
@@ -368,7 +378,7 @@ def generate(config: GenConfig, queries: Sequence[Query], backend: Backend | Non
                     config.output.unlink()
 
 
-def _generate_locked(config, queries, backend, out, template, builder, schema, summary, selected, started):
+def _generate_locked(config, queries, backend, out, strategy, list_filter, summary, selected, started):
     done_records, summary.dropped_partial_bytes = recover_jsonl(config.output)
     rejected_records, dropped_rejects = recover_jsonl(config.rejects_path)
     if summary.dropped_partial_bytes or dropped_rejects:
@@ -396,7 +406,8 @@ def _generate_locked(config, queries, backend, out, template, builder, schema, s
         generator = {
             "backend": backend.name or config.backend,
             "model": backend.model_id,
-            "prompt_version": template.version,
+            "strategy": strategy.name,
+            "prompt_version": strategy.prompt_version,
             "levels": list(config.levels),
             "per_level": config.per_level,
             "passage_words": config.passage_words,
@@ -405,12 +416,15 @@ def _generate_locked(config, queries, backend, out, template, builder, schema, s
             "repeat_penalty": config.repeat_penalty,
             "max_tokens": config.max_tokens,
             "seed": config.seed,
+            "filter": config.filter,
+            **strategy.record_extra(),
             "listrank": __version__,
         }
         if done_records:
             _check_same_settings(config.output, done_records[0].get("generator") or {}, generator)
         try:
-            _run(config, pending, backend, builder, schema, generator, summary, out)
+            strategy.check_backend(backend)
+            _run(config, pending, backend, strategy, list_filter, generator, summary, out)
         finally:
             if owned:
                 backend.close()
@@ -424,7 +438,7 @@ def _generate_locked(config, queries, backend, out, template, builder, schema, s
     return summary
 
 
-def _run(config, pending, backend, builder, schema, generator, summary, out: AppendLog) -> None:
+def _run(config, pending, backend, strategy, list_filter, generator, summary, out: AppendLog) -> None:
     batch_size = config.batch_size or backend.default_batch_size
     rejects = AppendLog(config.rejects_path, lazy=True)
     run_start = time.perf_counter()
@@ -432,19 +446,28 @@ def _run(config, pending, backend, builder, schema, generator, summary, out: App
         with _progress(config.progress) as bar:
             task = bar.add_task("gen", total=len(pending), passages_s=0.0, tokens_s=0.0, rejected=0)
             for batch in _batches(pending, batch_size):
-                good, bad = _generate_batch(config, batch, backend, builder, schema, summary)
-                reject_lines, out_lines = [], []
+                good, bad = strategy.generate_batch(batch, backend, summary)
+                records = {}
                 for q in batch:
                     if q.id in good:
-                        by_level, attempts = good[q.id]
+                        g = good[q.id]
                         passages = [
-                            SyntheticPassage(id=SyntheticList.passage_id(q.id, lv, i), level=lv, text=text)
+                            SyntheticPassage(id=SyntheticList.passage_id(q.id, lv, i), level=lv, text=text,
+                                             borrowed_from=g.borrowed.get((lv, i)))
                             for lv in config.levels
-                            for i, text in enumerate(by_level[lv])
+                            for i, text in enumerate(g.by_level[lv])
                         ]
-                        record = SyntheticList(q.id, q.text, passages, {**generator, "attempts": attempts})
-                        out_lines.append(synthetic_jsonl_line(record))
-                        summary.passages += len(passages)
+                        records[q.id] = SyntheticList(q.id, q.text, passages, {**generator, "attempts": g.attempts})
+                if list_filter is not None and records:
+                    for qid, reason in list_filter.check(list(records.values())).items():
+                        record = records.pop(qid)
+                        bad[qid] = (reason, synthetic_jsonl_line(record).strip())
+                        summary.filtered += 1
+                reject_lines, out_lines = [], []
+                for q in batch:
+                    if q.id in records:
+                        out_lines.append(synthetic_jsonl_line(records[q.id]))
+                        summary.passages += len(records[q.id].passages)
                     else:
                         reason, last_answer = bad[q.id]
                         summary.reject_reasons[reason] = summary.reject_reasons.get(reason, 0) + 1
@@ -469,52 +492,6 @@ def _count(value) -> int:
         return max(0, int(value))
     except (TypeError, ValueError, OverflowError):
         return 0
-
-
-def _generate_batch(config, batch, backend, builder, schema, summary):
-    """Ask, validate, re-ask the invalid ones; returns ({qid: (by_level, attempts)}, {qid: (reason, answer)})."""
-    good: dict[str, tuple[dict[int, list[str]], int]] = {}
-    bad: dict[str, tuple[str, str]] = {}
-    previous: dict[str, tuple[str, str]] = {}
-    active = list(batch)
-    for attempt in range(config.max_attempts):
-        requests = []
-        for q in active:
-            if q.id in previous:
-                messages = builder.retry_messages(q.text, *previous[q.id])
-            else:
-                messages = builder.messages(q.text)
-            requests.append(Request(messages, config.sampling, request_seed(config.seed, q.id, attempt), schema))
-        completions = backend.generate(requests)
-        if not isinstance(completions, (list, tuple)) or len(completions) != len(requests):
-            raise ListrankError(f"backend {backend.name!r} returned {len(completions)} answers for {len(requests)} prompts")
-        summary.attempts += len(requests)
-        still_invalid = []
-        for q, completion in zip(active, completions):
-            if not isinstance(completion, Completion):
-                completion = Completion("", error=f"the backend returned a {type(completion).__name__}, not a Completion")
-            summary.prompt_tokens += _count(completion.prompt_tokens)
-            summary.completion_tokens += _count(completion.completion_tokens)
-            try:
-                by_level = validate_answer(
-                    completion, q.text, config.levels, config.per_level, config.min_words, config.max_words
-                )
-            except InvalidAnswer as e:
-                previous[q.id] = (clean_text(getattr(completion, "text", ""), 8000), clean_text(str(e), 1000))
-                still_invalid.append(q)
-            else:
-                good[q.id] = (by_level, attempt + 1)
-                if attempt:
-                    summary.retried += 1
-        active = still_invalid
-        if not active:
-            break
-    for q in active:
-        answer, reason = previous[q.id]
-        bad[q.id] = (reason, answer)
-        if config.max_attempts > 1:
-            summary.retried += 1
-    return good, bad
 
 
 # --- BEIR export --------------------------------------------------------------------------------
@@ -602,7 +579,8 @@ def summary_table(summary: GenSummary):
         ("already done", f"{summary.already_done}"),
         ("done now", f"{summary.done}  ({summary.passages} passages)"),
         ("retried", f"{summary.retried}  ({summary.attempts} requests)"),
-        ("rejected", f"{summary.rejected}" + (f"  -> {summary.rejects}" if summary.rejected else "")),
+        ("rejected", f"{summary.rejected}" + (f" ({summary.filtered} by --filter)" if summary.filtered else "")
+                     + (f"  -> {summary.rejects}" if summary.rejected else "")),
         ("tokens", f"{summary.prompt_tokens} prompt, {summary.completion_tokens} generated "
                    f"({summary.tokens_per_s:.1f} generated/s)"),
         ("wall time", f"{summary.wall_s:.1f} s"),
