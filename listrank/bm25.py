@@ -24,7 +24,6 @@ workarounds); importing this module is cheap and needs neither pyserini nor Java
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -33,15 +32,18 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from listrank.atomic import atomic_dir, atomic_write, is_listrank_folder
+from listrank.atomic import atomic_dir, is_listrank_folder
 from listrank.errors import ListrankError
 from listrank.formats import Document, Query, Run, read_corpus
+from listrank.retrieval.base import META_FILE, read_meta_or_none, write_meta
+from listrank.retrieval.base import corpus_fingerprint as _fingerprint
 
 DEFAULT_K1 = 0.9
 DEFAULT_B = 0.4
-METADATA_FILE = "meta.json"  # shared with dense indexes (listrank.index.META_FILE); "kind" tells them apart
-# Bump when what goes into the index changes (field contents, analyzer...): older indexes get rebuilt.
-INDEX_FORMAT = 1
+METADATA_FILE = META_FILE  # kept for callers of this name; one meta.json for every kind
+# Bump when what goes into the index changes (field contents, analyzer, fingerprint...): older indexes
+# get rebuilt. 2: the corpus fingerprint is listrank.retrieval's (documents' content), as for dense.
+INDEX_FORMAT = 2
 CONTENTS_SEP = "\n"  # Anserini BeirFlatCollection: title + "\n" + text
 ANALYZER = {"class": "DefaultEnglishAnalyzer", "stemmer": "porter", "stopwords": "lucene-english-default"}
 _DOCS_PER_SHARD = 10_000
@@ -87,33 +89,17 @@ def _corpus_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+def _file_stat(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _docs_digest(docs: Iterable[Document]) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    for d in docs:
-        line = (json.dumps([d.id, d.title, d.text], ensure_ascii=False) + "\n").encode("utf-8")
-        digest.update(line)
-        size += len(line)
-    return digest.hexdigest(), size
-
-
-def corpus_fingerprint(corpus: CorpusLike) -> dict[str, Any]:
-    """Identify a corpus: `{"path", "size", "mtime_ns", "sha256"}`.
-
-    For a file (or a BEIR folder), sha256/size are those of `corpus.jsonl` and path is absolute.
-    For in-memory documents, path and mtime_ns are None and sha256 covers the (id, title, text)
-    of every document in order (one JSON array a line), so it differs from the file's hash.
-    """
-    if isinstance(corpus, (str, os.PathLike)):
-        path = _corpus_file(corpus).resolve()
-        st = path.stat()
-        return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256_file(path)}
-    sha, size = _docs_digest(corpus)
-    return {"path": None, "size": size, "mtime_ns": None, "sha256": sha}
+def corpus_fingerprint(corpus: CorpusLike) -> str:
+    """The corpus fingerprint every index kind records (`listrank.retrieval.corpus_fingerprint`):
+    sha256 over the documents' ids, titles and texts, whether they come from a file, a BEIR folder
+    or a list."""
+    docs = read_corpus(_corpus_file(corpus)) if isinstance(corpus, (str, os.PathLike)) else corpus
+    return _fingerprint(docs)
 
 
 def _load(corpus: CorpusLike) -> list[Document]:
@@ -131,36 +117,26 @@ def _load(corpus: CorpusLike) -> list[Document]:
 # --- metadata ------------------------------------------------------------------------------------
 
 def read_metadata(index_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The index's `meta.json`, or None if it has none (or it is unreadable)."""
-    try:
-        meta = json.loads((Path(index_dir) / METADATA_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("kind") == "bm25" else None
+    """The index's `meta.json` if it is a BM25 one, else None (see `listrank.retrieval.read_meta`)."""
+    meta = read_meta_or_none(index_dir)
+    return meta if meta is not None and meta.get("kind") == "bm25" else None
 
 
 def index_is_current(index_dir: str | os.PathLike, corpus: CorpusLike) -> bool:
     """True if `index_dir` is a complete listrank BM25 index built (the current way) from `corpus`.
 
-    For a corpus file, an unchanged path, size and mtime is taken as a match without re-hashing;
-    otherwise the sha256 decides (so a touched or copied but identical file still matches).
+    For a corpus file whose path, size and mtime are the ones recorded at build, the file is not
+    read again; otherwise its documents' fingerprint decides (so a touched or copied but identical
+    file still matches, and so do the same documents given as a list).
     """
     meta = read_metadata(index_dir)
-    if not meta or meta.get("index_format") != INDEX_FORMAT or not isinstance(meta.get("corpus"), dict):
+    if not meta or meta.get("index_format") != INDEX_FORMAT or not isinstance(meta.get("corpus"), str):
         return False
-    recorded = meta["corpus"]
     if isinstance(corpus, (str, os.PathLike)):
         path = _corpus_file(corpus).resolve()
-        st = path.stat()
-        if recorded.get("path") == str(path) and (recorded.get("size"), recorded.get("mtime_ns")) == (
-            st.st_size,
-            st.st_mtime_ns,
-        ):
+        if meta.get("corpus_file") == _file_stat(path):
             return True
-        return recorded.get("size") == st.st_size and recorded.get("sha256") == _sha256_file(path)
-    if recorded.get("path") is not None:
-        return False
-    return recorded.get("sha256") == _docs_digest(corpus)[0]
+    return meta["corpus"] == corpus_fingerprint(corpus)
 
 
 # --- indexing ------------------------------------------------------------------------------------
@@ -201,8 +177,9 @@ def build_index(
     started = time.perf_counter()
     index_dir = Path(index_dir)
     threads = max(1, threads or default_threads())
-    fingerprint = corpus_fingerprint(corpus)
     docs = _load(corpus)
+    fingerprint = _fingerprint(docs)
+    corpus_file = _file_stat(_corpus_file(corpus).resolve()) if isinstance(corpus, (str, os.PathLike)) else None
     shards = min(threads, max(1, len(docs) // _DOCS_PER_SHARD))
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     with _progress(progress) as bar, atomic_dir(index_dir, replace=is_listrank_folder) as staging, \
@@ -231,7 +208,9 @@ def build_index(
             "b": b,
             "contents": "title + '\\n' + text (Anserini BeirFlatCollection)",
             "analyzer": ANALYZER,
+            "index": "bm25",
             "corpus": fingerprint,
+            "corpus_file": corpus_file,
             "corpus_docs": len(docs),
             # Anserini skips documents whose contents are blank, as the BEIR regressions do.
             "num_docs": result["num_docs"],
@@ -239,9 +218,7 @@ def build_index(
             **_versions(),
             "build_seconds": round(time.perf_counter() - started, 3),
         }
-        with atomic_write(staging / METADATA_FILE) as fh:
-            json.dump(meta, fh, indent=2)
-            fh.write("\n")
+        write_meta(staging, meta)
     return meta
 
 

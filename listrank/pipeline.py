@@ -18,12 +18,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from listrank import bm25
 from listrank.datasets import Dataset, cache_dir
 from listrank.encoder import Encoder
 from listrank.formats import Run
-from listrank.index import build_dense_index, check_corpus, corpus_fingerprint, index_matches, read_meta
 from listrank.progress import stderr_console
+from listrank.retrieval import index_class
 from listrank.search import search
 
 
@@ -37,6 +36,8 @@ class DenseSettings:
     max_length: int = 256
     batch_size: int = 64
     precision: str = "auto"
+    kind: str = "flat"  # a dense index kind of listrank.retrieval: flat, hnsw, ivfpq
+    params: dict | None = None  # its build parameters (`--param key=value`)
 
     def encoder(self) -> Encoder:
         return Encoder(self.model, pooling=self.pooling, normalize=self.normalize, max_length=self.max_length,
@@ -71,37 +72,51 @@ def entry_lock(index_dir: Path, exclusive: bool = True):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _dense_cache_dir(dataset: Dataset, encoder: Encoder) -> Path:
+def _params_slug(params: dict | None) -> str:
+    return "".join(f"-{k}{v}" for k, v in sorted((params or {}).items()))
+
+
+def _cache_entry(dataset: Dataset, kind: str, encoder: Encoder | None, params: dict | None) -> Path:
+    cls = index_class(kind)
+    if not cls.needs_encoder:
+        return index_cache_dir(dataset, f"{cls.name}-flat{_params_slug(cls.resolve_params(params))}"
+                               if cls.name != "bm25" else "bm25-flat")
     spec = encoder.spec()
     # Precision is not part of the model's identity (a bf16 index may be searched with fp32 queries),
     # but a cached index must have been encoded the way this run asks for.
     precision = "bf16" if encoder.use_bf16 else "fp32"
-    return index_cache_dir(dataset, f"dense-{spec.weights_sha256[:12]}-{spec.pooling}"
+    prefix = "dense" if cls.name == "flat" else f"{cls.name}{_params_slug(cls.resolve_params(params))}"
+    return index_cache_dir(dataset, f"{prefix}-{spec.weights_sha256[:12]}-{spec.pooling}"
                                     f"-{'norm' if spec.normalize else 'raw'}-{spec.max_length}-{precision}")
 
 
-def ensure_dense_index(dataset: Dataset, encoder: Encoder, batch_size: int = 64,
-                       index_dir: Path | None = None, show_progress: bool = True) -> Path:
-    """Reuse the cached dense index for this dataset and encoder, or build it."""
-    docs = dataset.corpus
-    spec = encoder.spec()
-    precision = "bf16" if encoder.use_bf16 else "fp32"
-    index_dir = index_dir or _dense_cache_dir(dataset, encoder)
-    if index_matches(index_dir, "dense", corpus_fingerprint(docs), spec) and \
-            read_meta(index_dir).get("precision") == precision:
-        stderr_console.print(f"reusing index {index_dir}", highlight=False)
-        return index_dir
-    build_dense_index(encoder, docs, index_dir, batch_size=batch_size, show_progress=show_progress,
-                      dataset=dataset.id)
-    return index_dir
+def _dense_cache_dir(dataset: Dataset, encoder: Encoder) -> Path:
+    return _cache_entry(dataset, "flat", encoder, None)
 
 
-def ensure_bm25_index(dataset: Dataset, index_dir: Path | None = None, show_progress: bool = True) -> Path:
-    index_dir = index_dir or index_cache_dir(dataset, "bm25-flat")
-    _, built = bm25.ensure_index(dataset.corpus_file, index_dir, progress=show_progress)
+def ensure_index(dataset: Dataset, kind: str, *, encoder: Encoder | None = None, params: dict | None = None,
+                 batch_size: int = 64, index_dir: Path | None = None, show_progress: bool = True) -> Path:
+    """Reuse the cached index of `kind` for this dataset (and encoder and parameters), or build it."""
+    cls = index_class(kind)
+    index_dir = index_dir or _cache_entry(dataset, kind, encoder, params)
+    _, built = cls.ensure(dataset.corpus if cls.needs_encoder else (), index_dir, encoder=encoder, params=params,
+                          corpus_file=dataset.corpus_file, batch_size=batch_size, show_progress=show_progress,
+                          dataset=dataset.id)
     if not built:
         stderr_console.print(f"reusing index {index_dir}", highlight=False)
     return index_dir
+
+
+def ensure_dense_index(dataset: Dataset, encoder: Encoder, batch_size: int = 64,
+                       index_dir: Path | None = None, show_progress: bool = True, kind: str = "flat",
+                       params: dict | None = None) -> Path:
+    """Reuse the cached dense index for this dataset and encoder, or build it."""
+    return ensure_index(dataset, kind, encoder=encoder, params=params, batch_size=batch_size,
+                        index_dir=index_dir, show_progress=show_progress)
+
+
+def ensure_bm25_index(dataset: Dataset, index_dir: Path | None = None, show_progress: bool = True) -> Path:
+    return ensure_index(dataset, "bm25", index_dir=index_dir, show_progress=show_progress)
 
 
 def retrieve(
@@ -112,21 +127,25 @@ def retrieve(
     dense: DenseSettings | None = None,
     k: int = 1000,
     show_progress: bool = True,
+    kind: str | None = None,
+    search_params: dict | None = None,
 ) -> Run:
-    """Index the dataset's corpus (cached) and search the queries judged in `split`."""
+    """Index the dataset's corpus (cached) and search the queries judged in `split`.
+
+    `kind` is any index kind (default: bm25 with `use_bm25`, else `dense.kind`); `search_params`
+    are its search-time parameters."""
     queries = dataset.queries(split)
-    if use_bm25:
-        index_dir = index_cache_dir(dataset, "bm25-flat")
-        with entry_lock(index_dir) as lock:
-            ensure_bm25_index(dataset, index_dir, show_progress=show_progress)
-            fcntl.flock(lock.fileno(), fcntl.LOCK_SH)  # others may read it too, none may replace it
-            return search(index_dir, queries, k, show_progress=show_progress)
     dense = dense or DenseSettings()
-    encoder = dense.encoder()
-    index_dir = _dense_cache_dir(dataset, encoder)
+    kind = kind or ("bm25" if use_bm25 else dense.kind)
+    cls = index_class(kind)
+    encoder = dense.encoder() if cls.needs_encoder else None
+    params = dense.params if cls.needs_encoder else None
+    index_dir = _cache_entry(dataset, kind, encoder, params)
     with entry_lock(index_dir) as lock:
-        ensure_dense_index(dataset, encoder, dense.batch_size, index_dir=index_dir, show_progress=show_progress)
-        fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
-        check_corpus(index_dir, dataset.corpus, dataset.id)
-        return search(index_dir, queries, k, encoder=encoder, batch_size=dense.batch_size,
+        ensure_index(dataset, kind, encoder=encoder, params=params, batch_size=dense.batch_size,
+                     index_dir=index_dir, show_progress=show_progress)
+        fcntl.flock(lock.fileno(), fcntl.LOCK_SH)  # others may read it too, none may replace it
+        if cls.needs_encoder:
+            cls.open(index_dir).check_corpus(dataset.corpus, dataset.id)
+        return search(index_dir, queries, k, encoder=encoder, batch_size=dense.batch_size, params=search_params,
                       show_progress=show_progress)

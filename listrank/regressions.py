@@ -20,6 +20,7 @@ from listrank.errors import ListrankError
 from listrank.evaluate import evaluate
 from listrank.formats import read_run
 from listrank.pipeline import DenseSettings, retrieve
+from listrank.retrieval import index_class
 
 DEFAULT_FILE = "regressions.yaml"
 
@@ -84,14 +85,19 @@ def run_one(reg: Regression, data_dir: str | os.PathLike | None = None, show_pro
         if kind == "run":
             data_root = data_dir or os.environ.get("LISTRANK_DATA", "")
             run = read_run(reg.retriever["path"].format(data=data_root))
-        elif kind in ("dense", "bm25"):
+        else:
+            # Any index kind (listrank.retrieval; "dense" is flat): `params` its build parameters,
+            # `search_params` its search ones.
+            try:
+                index_class(kind)
+            except ListrankError:
+                raise ListrankError(f"regression {reg.name}: unknown retriever kind {kind!r}") from None
             model = reg.retriever.get("model")
             dense = DenseSettings(model=None if model in (None, "default") else model,
-                                  max_length=int(reg.retriever.get("max_length", 256)))
-            run = retrieve(dataset, reg.split, use_bm25=kind == "bm25", dense=dense, k=1000,
-                           show_progress=show_progress)
-        else:
-            raise ListrankError(f"regression {reg.name}: unknown retriever kind {kind!r}")
+                                  max_length=int(reg.retriever.get("max_length", 256)),
+                                  kind=kind if kind != "bm25" else "flat", params=reg.retriever.get("params"))
+            run = retrieve(dataset, reg.split, kind=kind, dense=dense, k=1000, show_progress=show_progress,
+                           search_params=reg.retriever.get("search_params"))
         result = evaluate(run, qrels, [reg.metric], relevance_level=reg.relevance_level, name=reg.name)
         return Outcome(reg, measured=result.aggregate[result.metrics[0]], seconds=time.perf_counter() - start,
                        notes=result.warnings)

@@ -54,7 +54,7 @@ def test_tiny_index_metadata_and_fingerprint(tiny_index):
     assert meta["kind"] == "bm25" and (meta["k1"], meta["b"]) == (0.9, 0.4)
     assert meta["corpus_docs"] == 5 and meta["num_docs"] == 4  # the blank document is skipped
     assert meta["corpus"] == bm25.corpus_fingerprint(corpus)
-    assert meta["corpus"]["path"] == str(corpus.resolve())
+    assert meta["corpus_file"]["path"] == str(corpus.resolve())
     assert meta["pyserini_version"] and meta["anserini_jar"].startswith("anserini-")
     # nothing but the Lucene index and the metadata; no temporary folders beside it
     assert not (index / "write.lock").exists()
@@ -72,11 +72,13 @@ def test_fingerprint_tracks_content(tiny_index, tmp_path):
     changed = tmp_path / "changed.jsonl"
     write_corpus(changed, TINY[:-1] + [Document("d5", "now with text", "")])
     assert not bm25.index_is_current(index, changed)
-    assert not bm25.index_is_current(index, TINY)  # in-memory docs hash differently from the file
+    # One fingerprint for every kind: the documents' content, from a file or a list alike.
+    assert bm25.index_is_current(index, TINY)
+    assert not bm25.index_is_current(index, TINY[:-1])
     assert not bm25.index_is_current(tmp_path / "no-index", corpus)
     docs_fp = bm25.corpus_fingerprint(TINY)
-    assert docs_fp["path"] is None and docs_fp == bm25.corpus_fingerprint(list(TINY))
-    assert docs_fp["sha256"] != bm25.corpus_fingerprint(TINY[:-1])["sha256"]
+    assert docs_fp == bm25.corpus_fingerprint(list(TINY)) == bm25.corpus_fingerprint(corpus)
+    assert docs_fp != bm25.corpus_fingerprint(TINY[:-1])
 
 
 def test_tiny_search_ranking(tiny_index, capfd):

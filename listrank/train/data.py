@@ -194,14 +194,18 @@ Miner = Callable[[Sequence[Document], Sequence[Query], int, Path], dict[str, lis
 def dense_miner(encoder) -> Miner:
     """Top-k documents by the (base) encoder: builds or reuses a dense index under `work_dir`."""
 
-    def mine(docs, queries, k, work_dir):
-        from listrank.index import DenseIndex, build_dense_index, corpus_fingerprint, index_matches
-        from listrank.search import dense_search
+    return index_miner("flat", encoder, "dense-index")
 
-        index_dir = work_dir / "dense-index"
-        if not index_matches(index_dir, "dense", corpus_fingerprint(docs), encoder.spec()):
-            build_dense_index(encoder, docs, index_dir, show_progress=True)
-        run = dense_search(DenseIndex.open(index_dir), list(queries), k, encoder=encoder, show_progress=True)
+
+def index_miner(kind: str, encoder=None, folder: str | None = None) -> Miner:
+    """Top-k documents by an index of `kind` (listrank.retrieval), built or reused under `work_dir`."""
+
+    def mine(docs, queries, k, work_dir):
+        from listrank.retrieval import index_class
+
+        cls = index_class(kind)
+        index_dir, _ = cls.ensure(docs, work_dir / (folder or f"{kind}-index"), encoder=encoder, show_progress=True)
+        run = cls.open(index_dir).search(list(queries), k, encoder=encoder, show_progress=True)
         return {qid: [d for d, _ in sorted(hits.items(), key=lambda kv: -kv[1])] for qid, hits in run.items()}
 
     return mine
