@@ -1,17 +1,31 @@
 """Markdown tables for docs/experiments.md from the `listrank eval ... -o compare.json` files.
 
     python benchmarks/exp_tables.py runs/exp/dl/dl20.compare.json [more.json ...] [--metrics nDCG@10,MRR@10]
+    python benchmarks/exp_tables.py runs/exp/dlfull/dl20.from-dl19-cos.compare.json --seeds
 
 Each row is a run with its mean per metric; against the comparison's baseline it adds the delta
 and the Holm-corrected randomization-test p-value, with † where p < alpha (the same mark as the
 CLI table).
+
+With `--diagnosis`, the files are `benchmarks/exp_dl_diagnose.py` outputs: one table per file, a row
+per (B, G, loss setting).
+
+With `--seeds`, runs named `NAME-s<seed>` are one setting trained with several seeds: each row is a
+setting with the mean ± sd (sample sd, n-1) over its seeds of each metric, the mean delta to the
+baseline, and two significance summaries: `k/n†`, how many single-seed runs the `listrank eval`
+comparison itself found significant (Holm over all its runs x metrics), and `p̄`, a paired
+randomization test (10,000 sign flips, seed 0) of the baseline against the seed-averaged per-query
+values of the setting, Holm-corrected over all settings x metrics of the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
+
+import numpy as np
 
 
 def table(path: Path, metrics: list[str] | None) -> str:
@@ -37,13 +51,80 @@ def table(path: Path, metrics: list[str] | None) -> str:
     return "\n".join(lines)
 
 
+SEED_SUFFIX = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)$")
+
+
+def seed_table(path: Path, metrics: list[str] | None, permutations: int = 10_000) -> str:
+    from listrank.evaluate import holm_bonferroni, paired_randomization_test
+
+    obj = json.loads(path.read_text())
+    runs, comparison = obj["runs"], obj.get("comparison") or {}
+    metrics = metrics or list(runs[0]["aggregate"])
+    rows = {(r["run"], r["metric"]): r for r in comparison.get("rows", [])}
+    alpha = comparison.get("alpha", 0.05)
+    base = runs[0]
+    qids = list(base["per_query"])
+    groups: dict[str, list[dict]] = {}
+    for run in runs[1:]:
+        m = SEED_SUFFIX.match(run["run"])
+        groups.setdefault(m["name"] if m else run["run"], []).append(run)
+    # seed-averaged per-query values of each setting against the baseline, Holm over the table
+    raw = []
+    for name, members in groups.items():
+        b = np.array([[base["per_query"][q][m] for m in metrics] for q in qids])
+        avg = np.mean([[[r["per_query"][q][m] for m in metrics] for q in qids] for r in members], axis=0)
+        raw.append(np.atleast_1d(paired_randomization_test(b, avg, permutations=permutations, seed=0)))
+    holm = holm_bonferroni(np.concatenate(raw)).reshape(len(groups), len(metrics)) if raw else []
+    head = ["setting", "seeds"] + [f"{m} mean ± sd (Δ, k/n†, p̄)" for m in metrics]
+    lines = [f"`{path}`, baseline **{base['run']}**, {base['n_queries']} queries", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines.append("| " + " | ".join([base["run"], "-"] + [f"{base['aggregate'][m]:.4f}" for m in metrics]) + " |")
+    for gi, (name, members) in enumerate(groups.items()):
+        seeds = ",".join(SEED_SUFFIX.match(r["run"])["seed"] if SEED_SUFFIX.match(r["run"]) else "?" for r in members)
+        cells = [name, seeds]
+        for j, m in enumerate(metrics):
+            values = np.array([r["aggregate"][m] for r in members])
+            sd = values.std(ddof=1) if len(values) > 1 else float("nan")
+            delta = values.mean() - base["aggregate"][m]
+            sig = sum(1 for r in members if (row := rows.get((r["run"], m))) and row["p_randomization_holm"] < alpha)
+            p = float(holm[gi][j])
+            mark = "†" if p < alpha else ""
+            cells.append(f"{values.mean():.4f} ± {sd:.4f}{mark} ({delta:+.4f}, {sig}/{len(members)}, {p:.3f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def diagnosis_table(path: Path, metrics=None) -> str:
+    obj = json.loads(path.read_text())
+    scoring = "cosine" if obj["normalize"] else "dot product"
+    lines = [f"`{path}`: {obj['dataset']} {obj['split']}, {scoring}, T = {obj['temperature']}, "
+             f"{obj['batches']} batches per row", "",
+             "| B x G | setting | target own mass | target top | descent on 3 / 2 / 1 / 0 / in-batch | own pairs ok | rel. > in-batch ok |",
+             "|---|---|---|---|---|---|---|"]
+    for entry in obj["grid"]:
+        mp = entry["model_P"]
+        lines.append(f"| {entry['B']} x {entry['G']} | *model P at the start* (logit gap to in-batch: 3 {mp['gap_3']:.1f}, "
+                     f"2 {mp['gap_2']:.1f}, 1 {mp['gap_1']:.1f}, 0 {mp['gap_0']:.1f}) | {mp['own_mass']:.3f} | "
+                     f"{mp['top_passage']:.3f} | | | |")
+        for name, r in entry["settings"].items():
+            t = r.get("target")
+            push = " / ".join(f"{r[k]:+.1f}" for k in ("push_3", "push_2", "push_1", "push_0")) + f" / {r['push_inbatch']:+.3f}"
+            lines.append(f"| | {name} | {t['own_mass']:.3f} | {t['top_passage']:.3f} | {push} | {r['own_pairs_ok']:.3f} | "
+                         f"{r['pos_vs_inbatch_ok']:.3f} |" if t else
+                         f"| | {name} | | | {push} | {r['own_pairs_ok']:.3f} | {r['pos_vs_inbatch_ok']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--metrics", default=None, help="comma-separated; default: all in the file")
+    parser.add_argument("--seeds", action="store_true", help="one row per setting (runs NAME-s<seed>): mean ± sd")
+    parser.add_argument("--diagnosis", action="store_true", help="the files are exp_dl_diagnose.py outputs")
     args = parser.parse_args()
     metrics = args.metrics.split(",") if args.metrics else None
-    print("\n\n".join(table(f, metrics) for f in args.files))
+    make = diagnosis_table if args.diagnosis else seed_table if args.seeds else table
+    print("\n\n".join(make(f, metrics) for f in args.files))
 
 
 if __name__ == "__main__":
