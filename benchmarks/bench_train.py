@@ -109,10 +109,12 @@ def run_listrank(args, total_steps: int, warmup: int, workdir: Path, tag: str) -
     losses: list[float | None] = []
 
     class TracedTrainer(trainer_mod.Trainer):
-        def _micro_step(self, model, item, *rest, **kw):
+        batches_class = TracedBatches
+
+        def micro_step(self, model, item, *rest, **kw):
             probe.attach(model)
             batches.append(item.pop("bench"))
-            return super()._micro_step(model, item, *rest, **kw)
+            return super().micro_step(model, item, *rest, **kw)
 
     stamps: list[float] = []
     forwards: list[list[dict]] = []
@@ -130,13 +132,8 @@ def run_listrank(args, total_steps: int, warmup: int, workdir: Path, tag: str) -
         seed=args.seed, precision=args.precision, num_workers=args.num_workers, device="cpu",
         save_steps=0, plot=False, progress=False, length_buckets=args.length_buckets,
     )
-    original = trainer_mod.EpochBatches
-    trainer_mod.EpochBatches = TracedBatches  # the trainer looks the class up in its module
     t0 = time.perf_counter()
-    try:
-        result = TracedTrainer(config, on_step=on_step).run()
-    finally:
-        trainer_mod.EpochBatches = original
+    result = TracedTrainer(config, on_step=on_step).run()
     wall = time.perf_counter() - t0
     return {"stamps": stamps, "batches": batches, "forwards": forwards, "losses": losses, "wall_s": wall,
             "reported_qps": result.queries_per_second}

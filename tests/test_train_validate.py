@@ -175,7 +175,7 @@ def test_best_step_is_the_final_model_and_is_recorded(tmp_path, monkeypatch, sci
     calls = _scripted(monkeypatch, [0.30, 0.35, 0.50, 0.40])
     synth = _write_synth(tmp_path / "s.jsonl")
     out = tmp_path / "m"
-    result = train(_config(out, synth, eval_dataset=str(scifact_dev), eval_steps=2, max_steps=6, save_steps=2,
+    result = train(_config(out, synth, eval_dataset=str(scifact_dev), eval_steps=2, max_steps=6, save_steps=2, keep_checkpoints=True,
                            save_total_limit=3, plot=True))
     assert len(calls) == 4  # steps 0, 2, 4, 6
     meta = json.loads((out / "listrank.json").read_text())
@@ -220,7 +220,7 @@ def test_real_ndcg_on_scifact_matches_listrank_eval(tmp_path, scifact_dev):
 
     synth = _write_synth(tmp_path / "s.jsonl")
     out = tmp_path / "m"
-    result = train(_config(out, synth, eval_dataset=str(scifact_dev), eval_steps=2, max_steps=4, lr=3e-4,
+    result = train(_config(out, synth, eval_dataset=str(scifact_dev), eval_steps=2, max_steps=4, lr=3e-4, keep_checkpoints=True,
                            save_steps=2))
     v = result.validation
     scores = {h["step"]: h["score"] for h in v["history"]}

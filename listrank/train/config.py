@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +213,7 @@ class TrainConfig:
     # checkpoints and logs
     save_steps: int = 500  # 0 = only the final model
     save_total_limit: int = 2
+    keep_checkpoints: bool = False  # keep checkpoints/ after the final model is written (default: removed)
     resume: bool = False
     overwrite: bool = False
     log_steps: int = 1
@@ -231,6 +236,10 @@ class TrainConfig:
             raise ListrankError("no training data: give a synthetic JSONL file, --dataset or --source")
         for src in self.sources:
             src.validate()
+        for f in fields(self):  # first: inf passes `lr > 0`, and nan deserves its own message
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ListrankError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
         checks = [
             (self.group_size >= 1, f"--group-size must be >= 1, got {self.group_size}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
@@ -262,6 +271,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ListrankError(message)
+        from listrank import losses
+
+        losses.get(self.loss, **self.loss_options)  # an unknown loss or option fails here, before any work
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -273,12 +285,52 @@ class TrainConfig:
         if unknown:
             raise ListrankError(f"unknown training option(s) {sorted(unknown)}")
         obj = dict(obj)
+        for f in fields(cls):
+            if f.name in obj and f.name != "sources":
+                obj[f.name] = _typed(f.name, obj[f.name], _HINTS[f.name])
         if "sources" in obj:
             obj["sources"] = [s if isinstance(s, SourceConfig) else SourceConfig.from_dict(s) for s in obj["sources"]]
         return cls(**obj)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _typed(name: str, value: Any, hint: Any) -> Any:
+    """`value` checked against the field's annotation (a config file's YAML can hold anything);
+    an int is accepted for a float. Raises a one-line `ListrankError` naming the option."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for t in allowed:
+        base = typing.get_origin(t) or t
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (bool, str, dict, list) and isinstance(value, base):
+            return value
+        if base is str and isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if base is Any:
+            return value
+    names = " or ".join("none" if t is type(None) else getattr(typing.get_origin(t) or t, "__name__", str(t))
+                        for t in allowed)
+    raise ListrankError(f"training option {name}: expected {names}, got {type(value).__name__} {value!r}")
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def field_defaults() -> dict[str, Any]:
+    """Every TrainConfig field's default value."""
+    out = {}
+    for f in fields(TrainConfig):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 # The SyCL paper's recipe (arXiv 2503.23239, Section 4 / Appendix): see docs/train.md.
@@ -327,6 +379,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ListrankError(f"{path}: cannot parse config ({str(e).splitlines()[0]})") from None
     if not isinstance(obj, dict):
         raise ListrankError(f"{path}: a config file must hold a mapping of training options")
+    try:
+        TrainConfig.from_dict({k: v for k, v in obj.items() if k != "sources"} | {"sources": []})
+    except ListrankError as e:
+        raise ListrankError(f"{path}: {e}") from None
     return obj
 
 

@@ -39,26 +39,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from rich.markup import escape
 from rich.progress import TextColumn
 
 from listrank import __version__
-from listrank.atomic import atomic_dir, atomic_write, write_png
+from listrank.atomic import atomic_dir, atomic_write
 from listrank.errors import ListrankError
 from listrank.progress import progress_bar, stderr_console
-from listrank.train.config import TrainConfig
+from listrank.train.checkpoints import (
+    CKPT_DIR, META_FILE, RNG_FILE, STATE_FILE, Checkpoint, CheckpointStore, load_weights, nonfinite_parameters,
+    rng_state, set_rng_state, verify,
+)
+from listrank.train.config import TrainConfig, field_defaults
 from listrank.train.data import DataReport, EpochBatches, TrainData, bm25_miner, dense_miner, load_sources
+from listrank.train.distributed import Dist, rank0_first, rank0_only, rank0_try, setup_distributed
+from listrank.train.report import plot_log, report_data, summary_table  # noqa: F401 (re-exported)
 from listrank.train.step import BiEncoder, gather_with_grad, micro_step  # noqa: F401 (re-exported)
 from listrank.train.validate import METRIC, ValidationSet, dataset_validation, holdout_validation, split_holdout
 
-META_FILE = "listrank.json"
 LOG_FILE = "train_log.jsonl"
 PLOT_FILE = "train_curve.png"
-STATE_FILE = "trainer_state.pt"
-RNG_FILE = "rng_state.pt"
-CKPT_DIR = "checkpoints"
 BEST_DIR = "best"  # the best validated model so far (removed once the final model is written)
 HOLDOUT_FILE = "validation_queries.txt"  # --eval-holdout: the held-out query ids, one a line
 FORMAT = "listrank-train/1"
@@ -66,7 +69,8 @@ FORMAT = "listrank-train/1"
 # itself is checked through its fingerprint, so sources may move).
 RESUMABLE_CHANGES = {"output", "sources", "resume", "overwrite", "progress", "plot", "num_workers", "length_buckets", "log_steps",
                      "save_steps", "save_total_limit", "device", "max_nonfinite", "skip_invalid",
-                     "grad_cache_chunk", "eval_batch_size"}
+                     "grad_cache_chunk", "eval_batch_size", "keep_checkpoints"}
+_DEFAULTS = field_defaults()  # a checkpoint written before a setting existed had its default
 OOM_HINT = (
     "out of memory: lower --batch-size (and raise --grad-accum to keep the batch), shorten "
     "--query-max-length/--passage-max-length, lower --group-size, turn on --gradient-checkpointing, "
@@ -94,91 +98,6 @@ class TrainResult:
     validation: dict[str, Any] | None = None  # see Trainer._validation_meta
 
 
-# --- distributed helpers --------------------------------------------------------------------------------
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def _setup_distributed(device_hint: str | None) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 and not dist.is_initialized():
-        return Dist()
-    owns = False
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and (device_hint is None or device_hint.startswith("cuda"))
-    if use_cuda:  # NCCL (and its object collectives) use the current device
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        owns = True
-    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, owns)
-
-
-def _rank0_first(d: Dist, fn: Callable[[], Any]) -> Any:
-    """Run `fn` on rank 0, then (if it worked) on the other ranks; an error reaches every rank."""
-    if d.world == 1:
-        return fn()
-    result, error = None, None
-    if d.main:
-        try:
-            result = fn()
-        except ListrankError as e:
-            error = str(e)
-    box = [error]
-    dist.broadcast_object_list(box, src=0)
-    if box[0] is not None:
-        raise ListrankError(box[0])
-    if not d.main:
-        result = fn()
-    d.barrier()
-    return result
-
-
-def _rank0_only(d: Dist, fn: Callable[[], Any]) -> Any:
-    """Run `fn` on rank 0 only and hand its result (or its error) to every rank."""
-    if d.world == 1:
-        return fn()
-    box: list[Any] = [None, None]
-    if d.main:
-        try:
-            box = [fn(), None]
-        except ListrankError as e:
-            box = [None, str(e)]
-    dist.broadcast_object_list(box, src=0)
-    if box[1] is not None:
-        raise ListrankError(box[1])
-    return box[0]
-
-
-def _rank0_try(d: Dist, fn: Callable[[], Any]) -> Any:
-    """Run `fn` on rank 0 only; its error reaches every rank, its result stays on rank 0 (None elsewhere)."""
-    if d.world == 1:
-        return fn()
-    result, box = None, [None]
-    if d.main:
-        try:
-            result = fn()
-        except ListrankError as e:
-            box = [str(e)]
-    dist.broadcast_object_list(box, src=0)
-    if box[0] is not None:
-        raise ListrankError(box[0])
-    return result
-
-
 # --- optimizer and schedule ----------------------------------------------------------------------------
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -203,58 +122,14 @@ def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-# --- checkpoints -----------------------------------------------------------------------------------------
-
-def checkpoints(output: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (those with a trainer state), oldest first."""
-    found = []
-    for p in (output / CKPT_DIR).glob("step-*"):
-        m = re.fullmatch(r"step-(\d+)", p.name)
-        if m and (p / STATE_FILE).exists() and (p / META_FILE).exists():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _load_state_dict_file(model_dir: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        raise ListrankError(f"{model_dir}: no .safetensors weights to resume from")
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    return state
-
-
-def _load_weights(encoder, model_dir: Path) -> None:
-    state = _load_state_dict_file(model_dir)
-    missing, unexpected = encoder.transformer.load_state_dict(state, strict=False)
-    # save_pretrained leaves out tied weights and non-persistent buffers; anything else is an error.
-    own = dict(encoder.transformer.named_parameters())
-    really_missing = [k for k in missing if k in own]
-    if really_missing or unexpected:
-        raise ListrankError(
-            f"{model_dir}: weights do not fit the model (missing {really_missing[:3]}, unexpected {unexpected[:3]})"
-        )
-
-
 # --- the job ---------------------------------------------------------------------------------------------
 
 class Trainer:
+    """One training job (`train()` runs one). Extension points for subclasses: `batches_class`
+    (the dataset of one epoch's micro-batches) and `micro_step`."""
+
+    batches_class = EpochBatches
+
     def __init__(self, config: TrainConfig, *, data_dir: str | os.PathLike | None = None,
                  on_step: Callable[[int, dict], None] | None = None):
         config.validate()
@@ -266,6 +141,9 @@ class Trainer:
         self.held_out: list = []
         # validation: the best step so far and the start model's score (kept in checkpoints)
         self.best: dict[str, Any] = {"step": None, "score": None, "baseline": None}
+        self.store = CheckpointStore(self.output, config.save_total_limit)
+        self.prepared = False  # the output folder was checked (and made) by this run
+        self.probe_texts: list[str] = []  # a query and a passage, encoded before a model is written
 
     # -- console
     def info(self, message: str) -> None:
@@ -289,9 +167,12 @@ class Trainer:
                 steps = json.loads(meta.read_text()).get("steps")
                 raise ListrankError(f"{out} holds a finished model ({steps} steps): nothing to resume; "
                                     "pass --overwrite instead of --resume to train it again")
-            found = checkpoints(out)
-            if found:
-                return found[-1][0]
+            found = self.store.newest_intact(self.warn)
+            if found is not None:
+                return found.step
+            if self.store.all():
+                raise ListrankError(f"--resume: every checkpoint in {self.store.root} is damaged (see the warnings); "
+                                    "nothing to resume from: start over with --overwrite")
             self.warn(f"--resume: no checkpoint in {out / CKPT_DIR}; starting from the beginning")
             out.mkdir(parents=True, exist_ok=True)
             return None
@@ -343,19 +224,34 @@ class Trainer:
     # -- main
     def run(self) -> TrainResult:
         cfg = self.config
-        self.d = _setup_distributed(cfg.device)
+        self.d = setup_distributed(cfg.device)
+        fresh = not self.output.exists() or (cfg.overwrite and not cfg.resume)
         try:
             return self._run()
         except torch.OutOfMemoryError:
+            self._clean_up_failed(fresh)
             raise ListrankError(OOM_HINT) from None
         except RuntimeError as e:
+            self._clean_up_failed(fresh)
             text = str(e)
             if "out of memory" in text or "can't allocate memory" in text or "CUDNN_STATUS_ALLOC_FAILED" in text:
                 raise ListrankError(f"{OOM_HINT} ({text.splitlines()[0][:200]})") from None
             raise
+        except BaseException:
+            self._clean_up_failed(fresh)
+            raise
         finally:
             if self.d.owns_group and dist.is_initialized():
                 dist.destroy_process_group()
+
+    def _clean_up_failed(self, fresh: bool) -> None:
+        """A failed run that this command started from nothing leaves no folder behind, unless it got
+        as far as a checkpoint (which `--resume` can continue from)."""
+        if not (fresh and self.d.main and self.output.is_dir() and self.prepared):
+            return
+        if any(verify(c.path) is None for c in self.store.all()):
+            return
+        shutil.rmtree(self.output, ignore_errors=True)
 
     def _run(self) -> TrainResult:
         from listrank import losses
@@ -363,7 +259,8 @@ class Trainer:
 
         cfg, d = self.config, self.d
         t_start = time.perf_counter()
-        resume_step = _rank0_only(d, self._prepare_output)
+        resume_step = rank0_only(d, self._prepare_output)
+        self.prepared = True
         loss_fn = losses.get(cfg.loss, **cfg.loss_options)
         need = losses.trait(loss_fn, "min_queries")
         if cfg.batch_size * d.world < need:
@@ -381,8 +278,10 @@ class Trainer:
             return built[0]
 
         # Data first (bad records fail fast); the encoder is built early only if mining needs it.
-        data = _rank0_first(d, lambda: self._load_data(get_encoder))
-        validation = _rank0_try(d, self._validation_set) if (cfg.eval_dataset or cfg.eval_holdout) else None
+        data = rank0_first(d, lambda: self._load_data(get_encoder))
+        if data.lists:
+            self.probe_texts = [data.lists[0].query, data.lists[0].all_passages()[0].text]
+        validation = rank0_try(d, self._validation_set) if (cfg.eval_dataset or cfg.eval_holdout) else None
         validating = bool(cfg.eval_dataset or cfg.eval_holdout)
         torch.manual_seed(cfg.seed)
         encoder = get_encoder()
@@ -444,7 +343,7 @@ class Trainer:
             while step < total_steps:
                 epoch = step // steps_per_epoch
                 start_micro = (step % steps_per_epoch) * cfg.grad_accum
-                batches = EpochBatches(
+                batches = self.batches_class(
                     data.lists, tokenizer=encoder.tokenizer, group_size=cfg.group_size, batch_size=cfg.batch_size,
                     world_size=d.world, rank=d.rank, seed=cfg.seed, epoch=epoch,
                     query_max_length=cfg.query_max_length, passage_max_length=cfg.passage_max_length,
@@ -467,7 +366,7 @@ class Trainer:
                         sync = d.world == 1 or a == cfg.grad_accum - 1
                         ctx = model.no_sync() if not sync else contextlib.nullcontext()
                         with ctx:
-                            loss_value = self._micro_step(model, item, loss_fn, device, autocast, d)
+                            loss_value = self.micro_step(model, item, loss_fn, device, autocast, d)
                         if loss_value is None or not math.isfinite(loss_value):
                             nonfinite = True
                         else:
@@ -490,6 +389,7 @@ class Trainer:
                         bad_streak = 0
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
+                        self._check_finite_weights(encoder, f"step {step + 1}")
                     lr = scheduler.get_last_lr()[0]
                     with warnings.catch_warnings():  # a skipped step still advances the schedule
                         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
@@ -530,9 +430,12 @@ class Trainer:
                 if self.best["step"] != step:
                     self._load_best(encoder)
                 self._report_validation(validation_meta)
+            self._check_model(encoder, "the final model")
             self._save_final(encoder, meta)
             if validating:
                 shutil.rmtree(self.output / BEST_DIR, ignore_errors=True)
+            if not cfg.keep_checkpoints:  # the model is written; its checkpoints were only for resuming
+                self.store.remove_all()
             if cfg.plot:
                 plot_log(log, self.output / PLOT_FILE, evals)
         d.barrier()
@@ -544,7 +447,10 @@ class Trainer:
         )
 
     # -- one micro-batch
-    def _micro_step(self, model, item, loss_fn, device, autocast, d: Dist) -> float | None:
+    def micro_step(self, model, item, loss_fn, device, autocast, d: Dist) -> float | None:
+        """Forward, loss and backward of one micro-batch; returns the loss (None if not finite).
+
+        A subclass may wrap it to observe training (benchmarks/bench_train.py times forwards)."""
         cfg = self.config
         # DDP averages gradients over ranks; each rank holds only its shard's part of the global gradient.
         return micro_step(model, item, loss_fn, device=device, autocast=autocast, d=d, temperature=cfg.temperature,
@@ -580,7 +486,7 @@ class Trainer:
         if saved.get("step") != self.best["step"]:
             raise ListrankError(f"{folder} holds step {saved.get('step')}, not the best validated step "
                                 f"{self.best['step']} (interrupted and resumed past it?); the final model was not written")
-        _load_weights(encoder, folder)
+        load_weights(encoder, folder)
 
     def _validation_meta(self, validation: ValidationSet, evals: list[dict], last_step: int) -> dict[str, Any]:
         best_step = self.best["step"]
@@ -604,6 +510,27 @@ class Trainer:
             self.info(f"validation {METRIC}: {best['score']:.4f} at step {best['step']} (start {base:.4f}); "
                       f"the final model is the {v['final_model']}")
 
+    def _check_finite_weights(self, encoder, when: str) -> None:
+        """Never go on with a model whose weights hold NaN or infinity (they give NaN scores that
+        rank documents arbitrarily); finite gradients can still overflow the weights at a huge lr."""
+        bad = nonfinite_parameters(encoder)
+        if bad:
+            self._refuse(when, f"the model's weights are not finite (NaN or infinity in {len(bad)} tensor(s), "
+                               f"e.g. {bad[0]}) although the gradients were")
+
+    def _check_model(self, encoder, when: str) -> None:
+        """Before a model is written: finite weights, and finite embeddings of two training texts
+        (weights of 1e30 are finite, yet every score they give is NaN)."""
+        self._check_finite_weights(encoder, when)
+        if self.probe_texts and not np.isfinite(encoder.encode(self.probe_texts)).all():
+            self._refuse(when, "the model gives non-finite embeddings (its weights overflowed)")
+
+    def _refuse(self, when: str, what: str) -> None:
+        kept = [c for c in self.store.all() if verify(c.path) is None]
+        where = f"; the newest intact checkpoint is {kept[-1].path}" if kept else ""
+        raise ListrankError(f"{when}: {what}: --lr {self.config.lr:g} is too high for this model (or the data holds "
+                            f"broken passages); the model was not written{where}")
+
     def _grad_norm(self, encoder) -> float:
         params = [p for p in encoder.parameters() if p.grad is not None]
         if not params:
@@ -613,20 +540,7 @@ class Trainer:
 
     # -- reporting
     def _report_data(self, data: TrainData) -> None:
-        r = data.report
-        for s in r.sources:
-            if s.invalid_lines:
-                self.warn(f"{s.name}: skipped {s.invalid_lines} invalid line(s), e.g. {s.invalid_examples[0]}")
-            if s.missing_docs or s.missing_queries:
-                self.warn(f"{s.name}: left out {s.missing_docs} judged document(s) missing from the corpus "
-                          f"(e.g. a re-ranking pool) and {s.missing_queries} judged query(ies) missing from the queries")
-        if r.skipped_one_label:
-            self.warn(f"skipped {r.skipped_one_label} list(s) whose passages all share one label "
-                      f"(no signal for the list-wise {self.config.loss} loss), e.g. {', '.join(r.one_label_examples)}")
-        if r.skipped_short:
-            self.warn(f"skipped {r.skipped_short} list(s) shorter than the group size {self.config.group_size}")
-        if r.padded:
-            self.info(f"padded {r.padded} list(s) shorter than the group size {self.config.group_size} by repetition")
+        report_data(data, self.config.loss, self.config.group_size, warn=self.warn, info=self.info)
 
     def _meta(self, base_spec, fingerprint, data: TrainData, total_steps, global_batch, use_bf16, warmup) -> dict:
         import transformers
@@ -678,46 +592,44 @@ class Trainer:
     # -- saving
     def _save_checkpoint(self, encoder, optimizer, scheduler, step, bad_streak, skipped, meta) -> None:
         d = self.d
-        rng = _rng_state()
+        rng = rng_state()
         if d.world > 1:
             states: list[Any] = [None] * d.world
             dist.all_gather_object(states, rng)
         else:
             states = [rng]
-        if d.main:
-            target = self.output / CKPT_DIR / f"step-{step}"
-            with atomic_dir(target) as tmp:
-                encoder.save(tmp)
-                torch.save({"step": step, "bad_streak": bad_streak, "skipped": skipped,
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "validation": json.dumps(self.best)},
-                           tmp / STATE_FILE)
-                torch.save({"world_size": d.world, "ranks": states}, tmp / RNG_FILE)
-                (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-            for _, old in checkpoints(self.output)[: -self.config.save_total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
-        d.barrier()
+
+        def write(tmp: Path) -> None:  # rank 0 only
+            encoder.save(tmp)
+            torch.save({"step": step, "bad_streak": bad_streak, "skipped": skipped,
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "validation": json.dumps(self.best)},
+                       tmp / STATE_FILE)
+            torch.save({"world_size": d.world, "ranks": states}, tmp / RNG_FILE)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+
+        self._check_model(encoder, f"checkpoint step-{step}")
+        rank0_only(d, lambda: self.store.save(step, write) and None)  # a failed verify stops every rank
 
     def _resume(self, step, encoder, optimizer, scheduler, fingerprint) -> tuple[int, int, int]:
-        ckpt = self.output / CKPT_DIR / f"step-{step}"
-        meta = json.loads((ckpt / META_FILE).read_text())
+        ckpt = Checkpoint(step, self.store.root / f"step-{step}")
+        meta = ckpt.meta()
         if meta.get("data", {}).get("fingerprint") != fingerprint:
-            raise ListrankError(f"cannot resume from {ckpt}: the training data changed since it was written "
+            raise ListrankError(f"cannot resume from {ckpt.path}: the training data changed since it was written "
                                 "(data fingerprint differs); start a new run with --overwrite")
         old = meta.get("hyperparameters", {})
         new = self.config.to_json()
-        diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k, _DEFAULTS.get(k)) != new.get(k))
         if diff:
-            raise ListrankError(f"cannot resume from {ckpt}: settings differ from the checkpoint's ({', '.join(diff)})")
+            raise ListrankError(f"cannot resume from {ckpt.path}: settings differ from the checkpoint's ({', '.join(diff)})")
         if meta.get("world_size") != self.d.world:
-            raise ListrankError(f"cannot resume from {ckpt}: it was written by {meta.get('world_size')} process(es), "
+            raise ListrankError(f"cannot resume from {ckpt.path}: it was written by {meta.get('world_size')} process(es), "
                                 f"this run has {self.d.world}")
-        _load_weights(encoder, ckpt)
-        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+        load_weights(encoder, ckpt.path)
+        state = ckpt.trainer_state()
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        rng = torch.load(ckpt / RNG_FILE, map_location="cpu", weights_only=True)
-        _set_rng_state(rng["ranks"][self.d.rank])
+        set_rng_state(ckpt.rng_states()["ranks"][self.d.rank])
         if state.get("validation"):
             self.best = json.loads(state["validation"])
         return int(state["step"]), int(state["bad_streak"]), int(state["skipped"])
@@ -759,78 +671,9 @@ def _quiet_hf() -> None:
         pass
 
 
-def plot_log(log: list[dict], path: Path, evals: list[dict] | None = None) -> Path | None:
-    """Loss and learning rate against the step, as a PNG; with `evals`, the validation curve below."""
-    if not log and not evals:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r["step"] for r in log]
-    if evals:
-        fig, (ax1, ax3) = plt.subplots(2, 1, figsize=(7, 6.5), dpi=100, sharex=True,
-                                       gridspec_kw={"height_ratios": [3, 2]})
-    else:
-        fig, ax1 = plt.subplots(figsize=(7, 4), dpi=100)
-    ax1.plot(steps, [float("nan") if r["loss"] is None else r["loss"] for r in log], color="tab:blue", label="loss")
-    ax1.set_xlabel("optimizer step")
-    ax1.set_ylabel("loss", color="tab:blue")
-    ax2 = ax1.twinx()
-    ax2.plot(steps, [r["lr"] for r in log], color="tab:orange", label="lr")
-    ax2.set_ylabel("learning rate", color="tab:orange")
-    ax1.set_title("listrank train")
-    if evals:
-        e_steps, scores = [r["step"] for r in evals], [r["score"] for r in evals]
-        ax3.plot(e_steps, scores, marker="o", color="tab:green", label=f"validation {evals[0]['eval']}")
-        ax3.axhline(scores[0], color="grey", linestyle="--", linewidth=1, label="start (step 0)")
-        best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # the earliest of equal scores
-        ax3.plot([e_steps[best]], [scores[best]], marker="*", markersize=14, color="tab:red", linestyle="none",
-                 label=f"best: step {e_steps[best]}")
-        ax3.set_xlabel("optimizer step")
-        ax3.set_ylabel(evals[0]["eval"])
-        ax3.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    write_png(fig, path)
-    plt.close(fig)
-    return path
-
-
 def train(config: TrainConfig, *, data_dir: str | os.PathLike | None = None,
           on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Run a training job; see the module docstring. `on_step(step, record)` is called after each step."""
     return Trainer(config, data_dir=data_dir, on_step=on_step).run()
 
 
-def summary_table(result: TrainResult):
-    from rich.table import Table
-
-    table = Table(title="listrank train", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    r = result.data
-    rows = [
-        ("data", f"{r.lists} lists, {r.used} used" + (f" ({r.padded} padded)" if r.padded else "")),
-        ("skipped lists", f"{r.skipped_one_label} one-label, {r.skipped_short} short, {r.skipped_empty} empty"),
-    ]
-    for s in r.sources:
-        extra = f", {s.mined} mined" if s.mined else ""
-        rows.append((f"  {s.name}", f"{s.queries} queries, {s.passages} passages{extra}, labels {s.label_counts}"))
-    rows += [
-        ("steps", f"{result.steps}/{result.total_steps} ({result.epochs:.2f} epochs)"
-                  + (f", resumed at {result.resumed_from}" if result.resumed_from is not None else "")),
-        ("batch", f"{result.global_batch} queries ({result.global_batch // result.world_size} per rank "
-                  f"x {result.world_size} rank(s))"),
-        ("final loss", "-" if result.final_loss is None else f"{result.final_loss:.5f}"),
-        *([("validation", f"{result.validation['metric']} {result.validation['best']['score']:.4f} at step "
-                          f"{result.validation['best']['step']} (start {result.validation['baseline']['score']:.4f}); "
-                          f"final model: {result.validation['final_model']}")] if result.validation else []),
-        ("skipped steps", f"{result.skipped_steps}"),
-        ("speed", f"{result.queries_per_second:.2f} queries/s"),
-        ("wall time", f"{result.seconds:.1f} s"),
-        ("model", str(result.output)),
-    ]
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
