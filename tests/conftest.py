@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from needs import missing
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -22,7 +24,7 @@ def _data_root() -> Path | None:
 def data_root() -> Path:
     root = _data_root()
     if root is None:
-        pytest.skip("real datasets not found: set LISTRANK_DATA to the shared data folder")
+        missing("real datasets not found: set LISTRANK_DATA to the shared data folder")
     return root
 
 

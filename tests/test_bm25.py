@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import missing
 
 from listrank import _lucene, bm25
 from listrank.errors import ListrankError
@@ -232,7 +233,7 @@ def test_reproduces_pyserini_beir_flat(name, lucene, tmp_path):
 
     data = os.environ.get("LISTRANK_DATA")
     if not data or not (Path(data) / "beir" / name / "corpus.jsonl").exists():
-        pytest.skip(f"beir/{name} not found: set LISTRANK_DATA to the shared data folder (e.g. ../shared/data)")
+        missing(f"beir/{name} not found: set LISTRANK_DATA to the shared data folder (e.g. ../shared/data)")
     dataset = resolve(f"beir/{name}", data_dir=data, download=False)
     index = tmp_path / "index"
     meta = bm25.build_index(dataset.root / "corpus.jsonl", index, progress=False)

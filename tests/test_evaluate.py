@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import missing
 import pytrec_eval
 from rich.console import Console
 from scipy import stats
@@ -37,7 +38,7 @@ from listrank.formats import read_qrels, read_run, sorted_hits
 
 
 def _data_root() -> Path | None:
-    for candidate in (os.environ.get("LISTRANK_DATA"), "/work/shared/data"):
+    for candidate in (os.environ.get("LISTRANK_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
@@ -47,14 +48,14 @@ def _data_root() -> Path | None:
 def data_root() -> Path:
     root = _data_root()
     if root is None:
-        pytest.skip("no evaluation data: set LISTRANK_DATA to a folder holding msmarco/dl19-pool (BEIR layout)")
+        missing("no evaluation data: set LISTRANK_DATA to a folder holding msmarco/dl19-pool (BEIR layout)")
     return root
 
 
 def _dl_pool(root: Path, name: str):
     folder = root / "msmarco" / name
     if not (folder / "bm25.run").is_file() or not (folder / "qrels" / "test.tsv").is_file():
-        pytest.skip(f"{folder} lacks bm25.run or qrels/test.tsv")
+        missing(f"{folder} lacks bm25.run or qrels/test.tsv")
     return read_run(folder / "bm25.run"), read_qrels(folder / "qrels" / "test.tsv")
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from needs import missing
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'listrank[llama]')")
 
@@ -20,7 +21,7 @@ from listrank.gen.backends.llama_cpp import LlamaCppBackend, bundled_gguf  # noq
 try:
     GGUF = bundled_gguf()
 except ListrankError as e:  # pragma: no cover - depends on the install
-    pytest.skip(str(e), allow_module_level=True)
+    missing(str(e), allow_module_level=True)
 
 QUERIES = [
     Query("1", "what is the boiling point of water"),
