@@ -1,0 +1,105 @@
+"""Input of the level audit: graded lists from a gen JSONL file or any folder/id with graded qrels."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+
+from listrank.errors import ListrankError
+from listrank.formats import (
+    Document, PathLike, Qrels, Query, SyntheticList, SyntheticPassage, read_qrels, read_synthetic,
+)
+
+if TYPE_CHECKING:
+
+    pass
+
+
+# --- input ----------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditInput:
+    """The lists to audit, a name for reports, and what was skipped while building them."""
+
+    lists: list[SyntheticList]
+    name: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _is_synthetic_jsonl(path: Path) -> bool:
+    """True when the first non-blank line is a JSON object with 'passages' (listrank gen output)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(obj, dict) and "passages" in obj
+    return False
+
+
+def lists_from_qrels(corpus: Sequence[Document], queries: Sequence[Query], qrels: Qrels) -> tuple[list[SyntheticList], list[str]]:
+    """Each judged query with its judged documents (grade = level), and warnings for what was missing."""
+    docs = {d.id: d for d in corpus}
+    texts = {q.id: q.text for q in queries}
+    lists, no_query, no_doc = [], [], 0
+    for qid, judged in qrels.items():
+        if qid not in texts:
+            no_query.append(qid)
+            continue
+        passages = [SyntheticPassage(id=d, level=int(g), text=docs[d].full_text()) for d, g in judged.items() if d in docs]
+        no_doc += len(judged) - len(passages)
+        if passages:
+            lists.append(SyntheticList(query_id=qid, query=texts[qid], passages=passages))
+    notes = []
+    if no_query:
+        notes.append(f"{len(no_query)} judged queries are not in the queries file and were skipped "
+                     f"(e.g. {no_query[0]!r})")
+    if no_doc:
+        notes.append(f"{no_doc} judged passages are not in the corpus and were skipped")
+    return lists, notes
+
+
+def load_lists(
+    spec: str | os.PathLike,
+    split: str | None = None,
+    data_dir: PathLike | None = None,
+    qrels: PathLike | None = None,
+) -> AuditInput:
+    """Lists from a gen JSONL file, or from a BEIR folder / dataset id (its `split`, or a `qrels` file)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if not _is_synthetic_jsonl(path):
+            raise ListrankError(
+                f"{path} is not listrank gen output (JSONL lines with 'passages'); give that file or the "
+                "BEIR folder written by `listrank gen --export-beir`"
+            )
+        if split is not None or qrels is not None:
+            raise ListrankError("--split/--qrels apply to a BEIR folder; a gen JSONL file carries its own levels")
+        notes, seen, lists = [], set(), []
+        for sl in read_synthetic(path):
+            if sl.query_id in seen:
+                notes.append(f"query id {sl.query_id!r} appears more than once in {path}; kept the first")
+                continue
+            seen.add(sl.query_id)
+            lists.append(sl)
+        return AuditInput(lists, str(path), notes)
+
+    from listrank.datasets import resolve
+
+    ds = resolve(spec, data_dir)
+    split = split or (None if qrels else ds.default_split())
+    judgements = read_qrels(qrels) if qrels else ds.qrels(split)
+    lists, notes = lists_from_qrels(ds.corpus, ds.all_queries, judgements)
+    name = str(qrels) if qrels else f"{ds.id}/{split}"
+    if not lists:
+        raise ListrankError(f"{name}: no judged query has both its text and judged passages in the dataset")
+    return AuditInput(lists, name, notes)
+
+
