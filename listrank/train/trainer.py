@@ -30,7 +30,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -144,6 +143,8 @@ class Trainer:
         self.store = CheckpointStore(self.output, config.save_total_limit)
         self.prepared = False  # the output folder was checked (and made) by this run
         self.probe_texts: list[str] = []  # a query and a passage, encoded before a model is written
+        self.bad_streak = 0  # non-finite steps in a row
+        self.skipped = 0  # non-finite steps in all
 
     # -- console
     def info(self, message: str) -> None:
@@ -317,10 +318,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(warmup, total_steps))
 
         step = 0
-        bad_streak = 0
-        skipped = 0
         if resume_step is not None:
-            step, bad_streak, skipped = self._resume(resume_step, encoder, optimizer, scheduler, fingerprint)
+            step, self.bad_streak, self.skipped = self._resume(resume_step, encoder, optimizer, scheduler, fingerprint)
             self.info(f"resuming from {self.output / CKPT_DIR / f'step-{resume_step}'} (step {step}/{total_steps})")
         log = self._read_log(step) if d.main else []
         evals = [r for r in log if "eval" in r]
@@ -342,62 +341,16 @@ class Trainer:
             task = bar.add_task("train", total=total_steps, completed=step, loss="-", lr="-", qps="-")
             while step < total_steps:
                 epoch = step // steps_per_epoch
-                start_micro = (step % steps_per_epoch) * cfg.grad_accum
-                batches = self.batches_class(
-                    data.lists, tokenizer=encoder.tokenizer, group_size=cfg.group_size, batch_size=cfg.batch_size,
-                    world_size=d.world, rank=d.rank, seed=cfg.seed, epoch=epoch,
-                    query_max_length=cfg.query_max_length, passage_max_length=cfg.passage_max_length,
-                    start=start_micro,
-                )
-                batches.n_batches = steps_per_epoch * cfg.grad_accum  # whole optimizer steps only
-                loader = torch.utils.data.DataLoader(
-                    batches, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
-                    generator=torch.Generator().manual_seed(cfg.seed + epoch),
-                    pin_memory=device.type == "cuda",
-                )
-                it = iter(loader)
+                it = iter(self._epoch_loader(data, encoder, epoch, step, steps_per_epoch, device))
                 epoch_end = min(total_steps, (epoch + 1) * steps_per_epoch)
                 while step < epoch_end:
                     t0 = time.perf_counter()
-                    micro_losses: list[float] = []
-                    nonfinite = False
-                    for a in range(cfg.grad_accum):
-                        item = next(it)
-                        sync = d.world == 1 or a == cfg.grad_accum - 1
-                        ctx = model.no_sync() if not sync else contextlib.nullcontext()
-                        with ctx:
-                            loss_value = self.micro_step(model, item, loss_fn, device, autocast, d)
-                        if loss_value is None or not math.isfinite(loss_value):
-                            nonfinite = True
-                        else:
-                            micro_losses.append(loss_value)
-                    grad_norm = self._grad_norm(encoder)
-                    if nonfinite or not math.isfinite(grad_norm):
-                        bad_streak += 1
-                        skipped += 1
-                        what = "loss" if nonfinite else "gradient norm"
-                        self.warn(f"step {step + 1}: non-finite {what}; step skipped "
-                                  f"({bad_streak} in a row, abort after {cfg.max_nonfinite})")
-                        optimizer.zero_grad(set_to_none=True)
-                        if bad_streak >= cfg.max_nonfinite:
-                            raise ListrankError(
-                                f"aborted: non-finite loss or gradients for {bad_streak} steps in a row "
-                                f"(last at step {step + 1}); lower --lr, raise --temperature, use --precision fp32, "
-                                f"or check the training data for empty or broken passages"
-                            )
-                    else:
-                        bad_streak = 0
-                        optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
-                        self._check_finite_weights(encoder, f"step {step + 1}")
-                    lr = scheduler.get_last_lr()[0]
-                    with warnings.catch_warnings():  # a skipped step still advances the schedule
-                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                        scheduler.step()
+                    loss_mean, grad_norm, lr = self._optimizer_step(step, it, model, encoder, optimizer, scheduler,
+                                                                    loss_fn, device, autocast)
+                    nonfinite = not math.isfinite(loss_mean)
                     step += 1
                     steps_run += 1
                     dt = time.perf_counter() - t0
-                    loss_mean = sum(micro_losses) / len(micro_losses) if micro_losses and not nonfinite else float("nan")
                     if not nonfinite:
                         last_loss = loss_mean
                     qps = global_batch * cfg.grad_accum / dt if dt > 0 else float("nan")
@@ -412,15 +365,15 @@ class Trainer:
                     if validating and (step == total_steps or (cfg.eval_steps and step % cfg.eval_steps == 0)):
                         self._validate(validation, encoder, step, steps_per_epoch, evals)
                     if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
-                        self._save_checkpoint(encoder, optimizer, scheduler, step, bad_streak, skipped,
+                        self._save_checkpoint(encoder, optimizer, scheduler, step, self.bad_streak, self.skipped,
                                               {**meta_base, "steps": step, "finished": False, "last_loss": last_loss})
                     if self.on_step is not None:
                         self.on_step(step, record)
-                del it, loader
+                del it
         loop_s = time.perf_counter() - t_loop
         qps_total = steps_run * global_batch * cfg.grad_accum / loop_s if loop_s > 0 and steps_run else 0.0
         seconds = time.perf_counter() - t_start
-        meta = {**meta_base, "steps": step, "finished": True, "final_loss": last_loss, "skipped_steps": skipped,
+        meta = {**meta_base, "steps": step, "finished": True, "final_loss": last_loss, "skipped_steps": self.skipped,
                 "seconds": round(seconds, 2), "queries_per_second": round(qps_total, 3)}
         validation_meta = None
         if d.main:
@@ -441,12 +394,71 @@ class Trainer:
         d.barrier()
         return TrainResult(
             output=self.output, steps=step, total_steps=total_steps, epochs=step / steps_per_epoch,
-            final_loss=last_loss, seconds=seconds, queries_per_second=qps_total, skipped_steps=skipped,
+            final_loss=last_loss, seconds=seconds, queries_per_second=qps_total, skipped_steps=self.skipped,
             resumed_from=resume_step, world_size=d.world, global_batch=global_batch, data=data.report,
             fingerprint=fingerprint, log=log, rank=d.rank, validation=validation_meta,
         )
 
-    # -- one micro-batch
+    # -- one epoch's batches, one optimizer step, one micro-batch
+    def _epoch_loader(self, data: TrainData, encoder, epoch: int, step: int, steps_per_epoch: int, device):
+        """The DataLoader of `epoch` from optimizer step `step` on (a resumed run starts mid-epoch)."""
+        cfg, d = self.config, self.d
+        batches = self.batches_class(
+            data.lists, tokenizer=encoder.tokenizer, group_size=cfg.group_size, batch_size=cfg.batch_size,
+            world_size=d.world, rank=d.rank, seed=cfg.seed, epoch=epoch,
+            query_max_length=cfg.query_max_length, passage_max_length=cfg.passage_max_length,
+            start=(step % steps_per_epoch) * cfg.grad_accum,
+        )
+        batches.n_batches = steps_per_epoch * cfg.grad_accum  # whole optimizer steps only
+        return torch.utils.data.DataLoader(
+            batches, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
+            generator=torch.Generator().manual_seed(cfg.seed + epoch), pin_memory=device.type == "cuda",
+        )
+
+    def _optimizer_step(self, step: int, it, model, encoder, optimizer, scheduler, loss_fn, device,
+                        autocast) -> tuple[float, float, float]:
+        """`grad_accum` micro-batches, then the update; a non-finite loss or gradient skips the update
+        (the schedule still advances) and too many in a row abort. Returns (mean loss or nan, gradient
+        norm, the lr used)."""
+        cfg, d = self.config, self.d
+        micro_losses: list[float] = []
+        nonfinite = False
+        for a in range(cfg.grad_accum):
+            item = next(it)
+            sync = d.world == 1 or a == cfg.grad_accum - 1
+            with model.no_sync() if not sync else contextlib.nullcontext():
+                loss_value = self.micro_step(model, item, loss_fn, device, autocast, d)
+            if loss_value is None or not math.isfinite(loss_value):
+                nonfinite = True
+            else:
+                micro_losses.append(loss_value)
+        grad_norm = self._grad_norm(encoder)
+        if nonfinite or not math.isfinite(grad_norm):
+            self.bad_streak += 1
+            self.skipped += 1
+            what = "loss" if nonfinite else "gradient norm"
+            self.warn(f"step {step + 1}: non-finite {what}; step skipped "
+                      f"({self.bad_streak} in a row, abort after {cfg.max_nonfinite})")
+            optimizer.zero_grad(set_to_none=True)
+            if self.bad_streak >= cfg.max_nonfinite:
+                raise ListrankError(
+                    f"aborted: non-finite loss or gradients for {self.bad_streak} steps in a row "
+                    f"(last at step {step + 1}); lower --lr, raise --temperature, use --precision fp32, "
+                    f"or check the training data for empty or broken passages"
+                )
+            nonfinite = True
+        else:
+            self.bad_streak = 0
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            self._check_finite_weights(encoder, f"step {step + 1}")
+        lr = scheduler.get_last_lr()[0]
+        with warnings.catch_warnings():  # a skipped step still advances the schedule
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            scheduler.step()
+        loss_mean = sum(micro_losses) / len(micro_losses) if micro_losses and not nonfinite else float("nan")
+        return loss_mean, grad_norm, lr
+
     def micro_step(self, model, item, loss_fn, device, autocast, d: Dist) -> float | None:
         """Forward, loss and backward of one micro-batch; returns the loss (None if not finite).
 
