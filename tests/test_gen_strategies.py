@@ -1,0 +1,126 @@
+"""Generation strategies (listrank.gen.strategies) and --filter, through a scripted fake backend."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from listrank.errors import ListrankError
+from listrank.formats import Query, read_synthetic
+from listrank.gen import GenConfig, generate
+from listrank.gen.backends.base import Backend, Completion
+from listrank.gen.filters import bm25_scores
+from listrank.gen.strategies import resolve_strategy
+
+
+class PerLevelFake(Backend):
+    """Answers one-passage JSON; the level is read from the instruction, the query from its end.
+
+    `fail`: {query text: number of level-3 answers to spoil (too short) before a good one}."""
+
+    name = "fake-per-level"
+
+    def __init__(self, fail=None):
+        super().__init__("fake")
+        self.fail = dict(fail or {})
+        self.requests = []
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            self.requests.append(r)
+            user = r.messages[-1]["content"]
+            query = user.rsplit(": ", 1)[1]
+            level = 3 if "answers this search query" in user else 2 if "background" in user else \
+                1 if "wider field" in user else 0
+            if level == 3 and self.fail.get(query, 0) > 0:
+                self.fail[query] -= 1
+                out.append(Completion(json.dumps({"passage": "too short"}), 5, 3))
+                continue
+            about = query if level else "something else entirely"  # level 0 off the query's words
+            text = f"level {level} text for {about} " + " ".join(f"w{level}x{i}" for i in range(10))
+            out.append(Completion(json.dumps({"passage": text}), 50, 20))
+        return out
+
+
+QUERIES = [Query("q0", "apple pie recipe"), Query("q1", "distance to the moon"), Query("q2", "python list sort")]
+
+
+def _cfg(tmp_path, **kw):
+    return GenConfig(output=tmp_path / "s.jsonl", per_level=1, passage_words=5, min_words=5, progress=False,
+                     **{"strategy": "levels-fewshot-borrow-v1", **kw})
+
+
+def test_borrowed_level0_is_another_querys_level3_and_flagged(tmp_path):
+    backend = PerLevelFake()
+    summary = generate(_cfg(tmp_path), QUERIES, backend)
+    assert summary.done == 3 and summary.rejected == 0
+    lists = {sl.query_id: sl for sl in read_synthetic(tmp_path / "s.jsonl")}
+    for qid, sl in lists.items():
+        assert [p.level for p in sl.passages] == [3, 2, 1, 0]
+        zero = sl.passages[-1]
+        donor, _, _ = zero.borrowed_from.partition("_l_")
+        assert donor != qid and zero.borrowed_from == f"{donor}_l_3_d_0"
+        assert zero.text == lists[donor].passages[0].text
+        assert all(p.borrowed_from is None for p in sl.passages[:3])
+        assert sl.generator["strategy"] == "levels-fewshot-borrow-v1"
+        assert sl.generator["prompt_version"] == "levels-fewshot-borrow-v1"
+    # Level 0 is never asked for; each call holds one level only (a shared prompt prefix).
+    assert len(backend.requests) == 9
+    assert not any("nothing to do" in r.messages[-1]["content"] for r in backend.requests)
+    # The few-shot example precedes the query: a user turn and an assistant answer.
+    assert [m["role"] for m in backend.requests[0].messages] == ["system", "user", "assistant", "user"]
+
+
+def test_failed_level3_rejects_before_other_levels_and_keeps_good_passages(tmp_path):
+    backend = PerLevelFake(fail={"apple pie recipe": 5, "distance to the moon": 1})
+    summary = generate(_cfg(tmp_path, strategy="levels-v1", max_attempts=3), QUERIES, backend)
+    assert summary.done == 2 and summary.rejected == 1
+    rejects = [json.loads(line) for line in (tmp_path / "s.rejects.jsonl").read_text().splitlines()]
+    assert rejects[0]["query_id"] == "q0" and "level_3[0] has 2 words" in rejects[0]["reason"]
+    asked = [r.messages[-1]["content"].rsplit(": ", 1)[1] for r in backend.requests]
+    assert asked.count("apple pie recipe") == 3  # three level-3 tries, nothing for levels 2, 1, 0
+    assert asked.count("distance to the moon") == 5  # one retry of level 3, then 2, 1, 0 once each
+    lists = {sl.query_id: sl for sl in read_synthetic(tmp_path / "s.jsonl")}
+    assert lists["q1"].generator["attempts"] == 2
+    assert [m["role"] for m in backend.requests[0].messages] == ["system", "user"]  # zero-shot
+
+
+def test_resume_with_another_strategy_is_refused(tmp_path):
+    generate(_cfg(tmp_path), QUERIES[:2], PerLevelFake())
+    with pytest.raises(ListrankError, match="strategy"):
+        generate(_cfg(tmp_path, strategy="levels-v1"), QUERIES, PerLevelFake())
+
+
+def test_auto_and_unknown_strategy():
+    assert resolve_strategy("auto", "llama-cpp") == "levels-fewshot-borrow-v1"
+    assert resolve_strategy("auto", "vllm") == "sycl-v1"
+    assert resolve_strategy("auto", "llama-cpp", custom_prompt=True) == "sycl-v1"
+    with pytest.raises(ListrankError, match="unknown --strategy"):
+        resolve_strategy("levels-v9", "llama-cpp")
+
+
+def test_bm25_filter_rejects_list_whose_level0_matches_the_query_better(tmp_path):
+    class Swapped(PerLevelFake):
+        def generate(self, requests):
+            out = super().generate(requests)
+            for i, r in enumerate(requests):
+                user = r.messages[-1]["content"]
+                if "python list sort" in user and "answers this search query" in user:
+                    out[i] = Completion(json.dumps({"passage": "an unrelated text about gardens and roses today"}))
+                elif "python list sort" in user and "nothing to do" in user:
+                    out[i] = Completion(json.dumps({"passage": "python list sort python list sort sorted lists"}))
+            return out
+
+    summary = generate(_cfg(tmp_path, strategy="levels-v1", filter="bm25"), QUERIES, Swapped())
+    assert summary.done == 2 and summary.rejected == 1 and summary.filtered == 1
+    reject = json.loads((tmp_path / "s.rejects.jsonl").read_text())
+    assert reject["query_id"] == "q2" and re.match(r"filter bm25: level 3 scored 0\.000, not above level 0", reject["reason"])
+    assert read_synthetic(tmp_path / "s.jsonl")[0].generator["filter"] == "bm25"
+
+
+def test_bm25_scores_prefer_matching_passage():
+    s = bm25_scores("moon distance", ["the moon is at a distance of 384400 km", "apples grow on trees"])
+    assert s[0] > 0 and s[1] == 0
