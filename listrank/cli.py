@@ -18,6 +18,8 @@ from rich.markup import escape
 from listrank import __version__
 from listrank.errors import ListrankError
 from listrank.formats import RunFormat
+from listrank.train.cli_support import with_config_options
+from listrank.train.config import TrainConfig
 
 app = typer.Typer(
     name="listrank",
@@ -561,6 +563,7 @@ def regressions_cmd(
 
 
 @command("train")
+@with_config_options(TrainConfig)
 def train(
     synthetic: list[Path] = typer.Argument(None, help="`listrank gen` output files (JSONL synthetic lists)."),
     output: Path = typer.Option(..., "--output", "-o", help="Model folder (sentence-transformers layout) + logs + checkpoints."),
@@ -571,48 +574,9 @@ def train(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where dataset ids resolve (else $LISTRANK_DATA)."),
     config_file: Path | None = typer.Option(None, "--config", help="YAML/JSON file of training options (flags win)."),
     preset: str | None = typer.Option(None, "--preset", help="Named recipe: sycl (the paper's; docs/train.md)."),
-    model: str | None = typer.Option(None, "--model", help="Base encoder: HF id or folder (default: bundled all-MiniLM-L6-v2)."),
-    pooling: str | None = typer.Option(None, "--pooling", help="mean or cls (default mean)."),
-    normalize: bool | None = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise embeddings (default off)."),
-    temperature: float | None = typer.Option(None, "--temperature", help="Scores are divided by it in the loss (default 1)."),
-    max_length: int | None = typer.Option(None, "--max-length", help="Sets both max lengths."),
-    query_max_length: int | None = typer.Option(None, "--query-max-length", help="Tokens per query (default 256)."),
-    passage_max_length: int | None = typer.Option(None, "--passage-max-length", help="Tokens per passage (default 256)."),
-    loss: str | None = typer.Option(None, "--loss", help="wasserstein (default), infonce, listnet."),
+    max_length: int | None = typer.Option(None, "--max-length", help="Sets both --query-max-length and --passage-max-length."),
     loss_opt: list[str] = typer.Option([], "--loss-opt", help="Loss option KEY=VALUE (repeatable), e.g. positive_threshold=2."),
-    group_size: int | None = typer.Option(None, "--group-size", help="Passages per query and step (default 4)."),
-    pad: str | None = typer.Option(None, "--pad", help="Lists shorter than the group: repeat (default) or skip."),
-    max_queries: int | None = typer.Option(None, "--max-queries", help="Use only the first N lists of each source."),
-    skip_invalid: bool | None = typer.Option(None, "--skip-invalid/--no-skip-invalid", help="Skip malformed lines (reported) instead of failing."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Queries per process and micro-batch (default 16)."),
-    grad_accum: int | None = typer.Option(None, "--grad-accum", help="Micro-batches per optimizer step (default 1)."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate of AdamW (default 1e-5)."),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0.01)."),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="Share of steps of linear warmup (default 0.05)."),
-    warmup_steps: int | None = typer.Option(None, "--warmup-steps", help="Warmup steps (overrides --warmup-ratio)."),
-    max_grad_norm: float | None = typer.Option(None, "--max-grad-norm", help="Clip gradients to this norm; 0 = off (default 1)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs over the lists (default 1)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seeds sampling, shuffling and dropout (default 42)."),
-    precision: str | None = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32."),
-    gradient_checkpointing: bool | None = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory."),
-    length_buckets: int | None = typer.Option(None, "--length-buckets", help="Encode a batch in N length-sorted chunks, each padded to its own longest text (default 4 on CPU, 1 on CUDA)."),
-    grad_cache_chunk: int | None = typer.Option(None, "--grad-cache-chunk", help="Gradient caching: embed the batch N queries at a time, same gradients in bounded memory; 0 = off (default)."),
-    eval_dataset: str | None = typer.Option(None, "--eval-dataset", help="Validate nDCG@10 on this BEIR dataset during training; the best step becomes the final model."),
-    eval_split: str | None = typer.Option(None, "--eval-split", help="With --eval-dataset: the qrels split (default dev; test needs --eval-force)."),
-    eval_holdout: float | None = typer.Option(None, "--eval-holdout", help="Validate on this share of the training queries instead (held out of training)."),
-    eval_steps: int | None = typer.Option(None, "--eval-steps", help="Validate every N steps (also before step 0 and after the last); 0 = start and end only."),
-    eval_force: bool = typer.Option(False, "--eval-force", help="Allow validating on a split named test."),
-    num_workers: int | None = typer.Option(None, "--num-workers", help="DataLoader workers that tokenise (default 1)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: cuda:LOCAL_RANK if available)."),
-    save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps; 0 = only the final model (default 500)."),
-    save_total_limit: int | None = typer.Option(None, "--save-total-limit", help="Checkpoints kept (default 2)."),
-    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep checkpoints/ after the final model is written (default: removed)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the output folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an earlier training run in the output folder."),
-    max_nonfinite: int | None = typer.Option(None, "--max-nonfinite", help="Abort after this many non-finite steps in a row (default 5)."),
-    no_plot: bool = typer.Option(False, "--no-plot", help="No train_curve.png."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    **options,  # one flag per TrainConfig field (listrank/train/config.py declares them, with their help)
 ) -> None:
     """Train a bi-encoder on graded passage lists with a list-wise loss (SyCL).
 
@@ -627,8 +591,6 @@ def train(
     torchrun --nproc-per-node 4 -m listrank train synth.jsonl -o models/sycl  # several GPUs
     ```
     """
-    import os
-
     from listrank.train import SourceConfig, build_config, summary_table
     from listrank.train import train as run_training
     from listrank.train.cli_support import parse_key_values
@@ -639,21 +601,11 @@ def train(
     elif split or labels:
         raise typer.BadParameter("--split and --labels need --dataset (or use --source)")
     sources += [SourceConfig.parse(s) for s in source]
-    overrides = dict(
-        output=str(output), sources=sources, model=model, pooling=pooling, normalize=normalize,
-        temperature=temperature, query_max_length=query_max_length or max_length,
-        passage_max_length=passage_max_length or max_length, loss=loss,
-        loss_options=parse_key_values(loss_opt, "--loss-opt") or None, group_size=group_size, pad=pad,
-        max_queries=max_queries, skip_invalid=skip_invalid, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-        weight_decay=weight_decay, warmup_ratio=warmup_ratio, warmup_steps=warmup_steps,
-        max_grad_norm=max_grad_norm, epochs=epochs, max_steps=max_steps, seed=seed, precision=precision,
-        gradient_checkpointing=gradient_checkpointing, length_buckets=length_buckets, num_workers=num_workers, device=device,
-        grad_cache_chunk=grad_cache_chunk, eval_dataset=eval_dataset, eval_split=eval_split, eval_holdout=eval_holdout,
-        eval_steps=eval_steps, eval_force=eval_force or None,
-        save_steps=save_steps, save_total_limit=save_total_limit, keep_checkpoints=keep_checkpoints or None, resume=resume or None,
-        overwrite=overwrite or None, max_nonfinite=max_nonfinite, plot=False if no_plot else None,
-        progress=False if no_progress else None, preset=preset,
-    )
+    if max_length is not None:
+        for key in ("query_max_length", "passage_max_length"):
+            options[key] = options[key] if options[key] is not None else max_length
+    overrides = dict(options, output=str(output), sources=sources, preset=preset,
+                     loss_options=parse_key_values(loss_opt, "--loss-opt") or None)
     config = build_config(config_file=config_file, overrides=overrides)
     result = run_training(config, data_dir=data_dir)
     if result.rank == 0:

@@ -156,6 +156,11 @@ def apply_label_map(rules: list[tuple[str, int | None]], label: int) -> int | No
     return label
 
 
+def option(default: Any, help: str) -> Any:
+    """A TrainConfig field that is also a `listrank train` flag, with its help text."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """All arguments of a training run (Tevatron style: one dataclass, thin drivers).
@@ -167,66 +172,69 @@ class TrainConfig:
     the micro-batches are averaged.
     """
 
+    # Each field is declared once: its type, default and help text here. `listrank train` makes
+    # its flags from the fields that have help (`--name-with-dashes`; listrank.train.cli_support),
+    # listrank.json records every field, and `validate()` checks them.
     output: str = ""
     sources: list[SourceConfig] = field(default_factory=list)
     # model
-    model: str | None = None  # None: the bundled all-MiniLM-L6-v2
-    pooling: str = "mean"
-    normalize: bool = False
-    temperature: float = 1.0
-    query_max_length: int = 256
-    passage_max_length: int = 256
-    trust_remote_code: bool = False
+    model: str | None = option(None, "Base encoder: HF id or folder (default: the bundled all-MiniLM-L6-v2).")
+    pooling: str = option("mean", "mean or cls.")
+    normalize: bool = option(False, "L2-normalise embeddings (cosine scores).")
+    temperature: float = option(1.0, "Scores are divided by it in the loss.")
+    query_max_length: int = option(256, "Tokens per query.")
+    passage_max_length: int = option(256, "Tokens per passage.")
+    trust_remote_code: bool = option(False, "Let transformers run the model repository's own code (off: safe).")
     # loss
-    loss: str = "wasserstein"
-    loss_options: dict[str, Any] = field(default_factory=dict)
+    loss: str = option("wasserstein", "wasserstein, infonce or listnet (listrank.losses).")
+    loss_options: dict[str, Any] = field(default_factory=dict)  # --loss-opt KEY=VALUE
     # data
-    group_size: int = 4
-    pad: str = "repeat"  # lists shorter than group_size: "repeat" passages or "skip" the query
-    max_queries: int | None = None  # use only the first N lists (smoke tests)
-    skip_invalid: bool = False  # skip malformed synthetic lines (reported) instead of failing
+    group_size: int = option(4, "Passages per query and step.")
+    pad: str = option("repeat", "Lists shorter than the group: repeat their passages, or skip the query.")
+    max_queries: int | None = option(None, "Use only the first N lists of each source.")
+    skip_invalid: bool = option(False, "Skip malformed lines (reported) instead of failing.")
     # optimisation
-    batch_size: int = 16  # queries per rank per micro-batch
-    grad_accum: int = 1
-    lr: float = 1e-5
-    weight_decay: float = 0.01
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    warmup_ratio: float = 0.05
-    warmup_steps: int | None = None  # overrides warmup_ratio
-    max_grad_norm: float | None = 1.0  # None/0: no clipping
-    epochs: int = 1
-    max_steps: int | None = None  # optimizer steps; overrides epochs
-    seed: int = 42
-    precision: str = "auto"  # auto: bf16 autocast on CUDA where supported, fp32 elsewhere
-    gradient_checkpointing: bool = False
-    # Encode each batch's texts in this many length-sorted chunks, each padded only to its own
-    # longest text (None: 4 on CPU, where padding is paid in full; 1 on CUDA). Speed only.
-    length_buckets: int | None = None
-    # Gradient caching (GradCache): embed the batch in chunks of this many queries without a graph,
-    # take the loss's gradient w.r.t. the embeddings, then re-run each chunk and back-propagate it.
-    # Same gradients in the memory of one chunk; 0 = off. See listrank/train/step.py.
-    grad_cache_chunk: int = 0
-    num_workers: int = 1  # DataLoader workers that tokenise (0 = in the main process)
-    device: str | None = None
+    batch_size: int = option(16, "Queries per process and micro-batch.")
+    grad_accum: int = option(1, "Micro-batches per optimizer step.")
+    lr: float = option(1e-5, "Peak learning rate of AdamW.")
+    weight_decay: float = option(0.01, "AdamW weight decay.")
+    adam_beta1: float = option(0.9, "AdamW beta1.")
+    adam_beta2: float = option(0.999, "AdamW beta2.")
+    adam_eps: float = option(1e-8, "AdamW epsilon.")
+    warmup_ratio: float = option(0.05, "Share of steps of linear warmup.")
+    warmup_steps: int | None = option(None, "Warmup steps (overrides --warmup-ratio).")
+    max_grad_norm: float | None = option(1.0, "Clip gradients to this norm; 0 = off.")
+    epochs: int = option(1, "Epochs over the lists.")
+    max_steps: int | None = option(None, "Optimizer steps (overrides --epochs).")
+    seed: int = option(42, "Seeds sampling, shuffling and dropout.")
+    precision: str = option("auto", "auto (bf16 autocast on CUDA where supported, fp32 elsewhere), bf16 or fp32.")
+    gradient_checkpointing: bool = option(False, "Trade compute for memory.")
+    # Speed only: padding is paid in full on CPU, so 4 there and 1 on CUDA when unset.
+    length_buckets: int | None = option(None, "Encode a batch in N length-sorted chunks, each padded to its own "
+                                              "longest text (unset: 4 on CPU, 1 on CUDA).")
+    # GradCache; see listrank/train/step.py.
+    grad_cache_chunk: int = option(0, "Gradient caching: embed the batch N queries at a time, same gradients in "
+                                      "bounded memory; 0 = off.")
+    num_workers: int = option(1, "DataLoader workers that tokenise (0 = in the main process).")
+    device: str | None = option(None, "cpu, cuda, cuda:1 (unset: cuda:LOCAL_RANK if available, else cpu).")
     # checkpoints and logs
-    save_steps: int = 500  # 0 = only the final model
-    save_total_limit: int = 2
-    keep_checkpoints: bool = False  # keep checkpoints/ after the final model is written (default: removed)
-    resume: bool = False
-    overwrite: bool = False
-    log_steps: int = 1
-    progress: bool = True
-    plot: bool = True
-    max_nonfinite: int = 5  # abort after this many non-finite steps in a row
+    save_steps: int = option(500, "Checkpoint every N steps; 0 = only the final model.")
+    save_total_limit: int = option(2, "Checkpoints kept while training.")
+    keep_checkpoints: bool = option(False, "Keep checkpoints/ after the final model is written (else removed).")
+    resume: bool = option(False, "Continue from the newest intact checkpoint in the output folder.")
+    overwrite: bool = option(False, "Delete an earlier training run in the output folder.")
+    log_steps: int = option(1, "Write a train_log.jsonl line every N steps.")
+    progress: bool = option(True, "Progress bar (status lines off a terminal).")
+    plot: bool = option(True, "Write train_curve.png.")
+    max_nonfinite: int = option(5, "Abort after this many non-finite steps in a row.")
     # validation (nDCG@10) during training; the best step's model becomes the final model
-    eval_dataset: str | None = None  # a BEIR dataset id or folder
-    eval_split: str | None = None  # its qrels split (default: dev); "test" needs eval_force
-    eval_holdout: float = 0.0  # or: hold out this share of the training queries
-    eval_steps: int = 0  # validate every N steps (and before step 0, and after the last step)
-    eval_force: bool = False  # allow validating on a split named "test"
-    eval_batch_size: int = 64  # texts per encoding batch during validation
+    eval_dataset: str | None = option(None, "Validate nDCG@10 on this BEIR dataset during training; the best step "
+                                            "becomes the final model.")
+    eval_split: str | None = option(None, "With --eval-dataset: the qrels split (unset: dev; test needs --eval-force).")
+    eval_holdout: float = option(0.0, "Validate on this share of the training queries instead (held out of training).")
+    eval_steps: int = option(0, "Validate every N steps (also before step 0 and after the last); 0 = start and end only.")
+    eval_force: bool = option(False, "Allow validating on a split named test.")
+    eval_batch_size: int = option(64, "Texts per encoding batch during validation.")
     preset: str | None = None
 
     def validate(self) -> None:

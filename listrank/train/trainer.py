@@ -575,7 +575,9 @@ class Trainer:
             "world_size": self.d.world,
             "global_batch": global_batch,
             "precision": "bf16" if use_bf16 else "fp32",
-            "data": {"fingerprint": fingerprint, "sources": data.source_specs, "report": data.report.to_json()},
+            "data": {"fingerprint": fingerprint, "sources": data.source_specs, "report": data.report.to_json(),
+                     # where dataset ids resolved: --data-dir, else $LISTRANK_DATA (None: neither)
+                     "data_dir": str(Path(self.data_dir).resolve()) if self.data_dir else os.environ.get("LISTRANK_DATA")},
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         }
 
