@@ -89,7 +89,8 @@ def seed_table(path: Path, metrics: list[str] | None, permutations: int = 10_000
             sig = sum(1 for r in members if (row := rows.get((r["run"], m))) and row["p_randomization_holm"] < alpha)
             p = float(holm[gi][j])
             mark = "†" if p < alpha else ""
-            cells.append(f"{values.mean():.4f} ± {sd:.4f}{mark} ({delta:+.4f}, {sig}/{len(members)}, {p:.3f})")
+            spread = f" ± {sd:.4f}" if len(values) > 1 else " (1 seed)"
+            cells.append(f"{values.mean():.4f}{spread}{mark} ({delta:+.4f}, {sig}/{len(members)}, {p:.3f})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
