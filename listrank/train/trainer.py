@@ -365,7 +365,7 @@ class Trainer:
                     if validating and (step == total_steps or (cfg.eval_steps and step % cfg.eval_steps == 0)):
                         self._validate(validation, encoder, step, steps_per_epoch, evals)
                     if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
-                        self._save_checkpoint(encoder, optimizer, scheduler, step, self.bad_streak, self.skipped,
+                        self._save_checkpoint(encoder, optimizer, scheduler, step,
                                               {**meta_base, "steps": step, "finished": False, "last_loss": last_loss})
                     if self.on_step is not None:
                         self.on_step(step, record)
@@ -604,7 +604,7 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
 
     # -- saving
-    def _save_checkpoint(self, encoder, optimizer, scheduler, step, bad_streak, skipped, meta) -> None:
+    def _save_checkpoint(self, encoder, optimizer, scheduler, step, meta) -> None:
         d = self.d
         rng = rng_state()
         if d.world > 1:
@@ -615,7 +615,7 @@ class Trainer:
 
         def write(tmp: Path) -> None:  # rank 0 only
             encoder.save(tmp)
-            torch.save({"step": step, "bad_streak": bad_streak, "skipped": skipped,
+            torch.save({"step": step, "bad_streak": self.bad_streak, "skipped": self.skipped,
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "validation": json.dumps(self.best)},
                        tmp / STATE_FILE)
