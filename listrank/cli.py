@@ -175,18 +175,6 @@ INDEX_KIND = typer.Option(None, "--kind", "--index-kind", help="Index kind: flat
 INDEX_PARAM = typer.Option(None, "--param", help="KEY=VALUE, repeatable: a parameter of the index kind (hnsw: m, ef_construction, ef_search; ivfpq: nlist, m, nbits, nprobe, rerank; bm25: k1, b). See docs/scaling.md.")
 
 
-def _index_kind(kind: Optional[str], bm25: bool) -> str:
-    from listrank.retrieval import available, index_class
-
-    if kind is None:
-        return "bm25" if bm25 else "flat"
-    if bm25 and kind != "bm25":
-        raise ListrankError(f"--bm25 and --kind {kind} disagree; give one of them")
-    if kind not in available() and kind not in ("dense", "sharded"):
-        raise ListrankError(f"unknown --kind {kind!r}; choose one of {', '.join(available())}")
-    return index_class(kind).name
-
-
 def _dense_settings(model, pooling, normalize, max_length, batch_size, precision):
     from listrank.pipeline import DenseSettings
 
@@ -229,6 +217,7 @@ def index_cmd(
     from listrank.atomic import check_output_folder
     from listrank.datasets import resolve
     from listrank.formats import read_corpus
+    from listrank.pipeline import index_kind
     from listrank.retrieval import index_class, parse_params
 
     start = time.perf_counter()
@@ -241,7 +230,7 @@ def index_cmd(
                             (dataset, shard, bm25), start)
     if dataset is None:
         raise ListrankError("give --dataset (or `listrank index merge SHARD... -o OUT`)")
-    kind = _index_kind(kind, bm25)
+    kind = index_kind(kind, bm25)
     cls = index_class(kind)
     options = {}
     if not cls.needs_encoder:
@@ -406,8 +395,15 @@ def eval_cmd(
             p is not None for p in (output, plot, save_run)):
         raise ListrankError("--output, --plot and --save-run must be different files")
     if level_audit:
-        return _level_audit(dataset, split, qrels, runs, bm25, output, plot, data_dir,
-                            _dense_settings(model, pooling, normalize, max_length, batch_size, precision))
+        if runs or bm25:
+            raise ListrankError("--level-audit scores the dataset's own lists with a dense encoder; "
+                                "it takes no run files and no --bm25")
+        from listrank.pipeline import level_audit as run_level_audit
+
+        run_level_audit(dataset, split, qrels, _dense_settings(model, pooling, normalize, max_length, batch_size,
+                                                                precision),
+                        output=output, plot=plot, data_dir=data_dir, out=stdout_console, err=console)
+        return
     if runs:
         given = [flag for flag, value, default in (
             ("--model", model, None), ("--pooling", pooling, None), ("--normalize", normalize, None),
@@ -419,104 +415,18 @@ def eval_cmd(
                                 "these runs are already retrieved")
     if plot and len(runs or []) + (0 if runs else 1) < 2:
         raise ListrankError("--plot needs two or more runs (it shows per-query deltas against the first)")
-    from listrank import evaluate as ev
-    from listrank.datasets import resolve
-    from listrank.formats import read_qrels, read_run, write_run
+    from listrank.pipeline import evaluate_runs
 
-    ds = resolve(dataset, data_dir)
-    for path, what in ((output, "--output"), (plot, "--plot"), (save_run, "--save-run")):
-        check_output_file(path, inputs=ds.files(), what=what)
-    split = split or (None if qrels else ds.default_split())
-    judgements = read_qrels(qrels) if qrels else ds.qrels(split)
-    qrels_name = str(qrels) if qrels else f"{ds.id}/{split}"
-    metric_list = ev.parse_metrics(metrics)
-    settings = dict(relevance_level=relevance_level, ignore_identical_ids=not keep_self_hits, complete=complete,
-                    qrels_name=qrels_name)
-    results = []
-    if not runs:
-        from listrank.pipeline import retrieve
-        from listrank.retrieval import index_class, parse_params
-
-        index_kind = _index_kind(kind, bm25)
-        cls = index_class(index_kind)
-        given = parse_params(param)
-        build = {k_: v for k_, v in given.items() if k_ in cls.build_params}
-        search_params = cls.resolve_params({k_: v for k_, v in given.items() if k_ not in cls.build_params},
-                                           at_search=True)
-        name = "BM25" if index_kind == "bm25" else Path(model or "all-MiniLM-L6-v2").name
-        if index_kind not in ("flat", "bm25"):
-            name += f" ({index_kind})"
-        dense = _dense_settings(model, pooling, normalize, max_length, batch_size, precision)
-        dense.kind, dense.params = (index_kind, cls.resolve_params(build)) if cls.needs_encoder else ("flat", None)
-        run = retrieve(ds, split, kind=index_kind, k=k or 1000, dense=dense, search_params=search_params)
-        if save_run:
-            write_run(save_run, run)
-        results.append(ev.evaluate(run, judgements, metric_list, name=name, **settings))
-    for path in runs or []:
-        results.append(ev.evaluate(read_run(path), judgements, metric_list, name=_run_name(path, runs), **settings))
-    comparison = ev.compare(results, permutations=permutations) if len(results) > 1 else None
-    for result in results:
-        for warning in result.warnings:
-            console.print(f"[yellow]warning:[/] {escape(result.name)}: {escape(warning)}", highlight=False)
-    stdout_console.print(ev.results_table(results, comparison, title=f"{qrels_name} ({results[0].n_queries} queries)"))
-    if output:
-        ev.write_results_json(output, results, comparison)
-        console.print(f"metrics → {output}", highlight=False)
-    if plot:
-        if len(results) < 2:
-            raise ListrankError("--plot needs two or more runs (it shows per-query deltas against the first)")
-        for other in results[1:]:
-            target = plot if len(results) == 2 else plot.with_name(f"{plot.stem}.{_slug(other.name)}{plot.suffix}")
-            ev.plot_per_query_delta(results[0], other, results[0].metrics[0], target)
-            console.print(f"plot → {target}", highlight=False)
+    evaluate_runs(dataset, runs, split=split, qrels=qrels, metrics=metrics, relevance_level=relevance_level,
+                  keep_self_hits=keep_self_hits, complete=complete, output=output, plot=plot,
+                  permutations=permutations, bm25=bm25, kind=kind, param=param, save_run=save_run, k=k,
+                  dense=_dense_settings(model, pooling, normalize, max_length, batch_size, precision),
+                  data_dir=data_dir, out=stdout_console, err=console)
 
 
 def _check_precision(precision: str) -> None:
     if precision not in ("auto", "bf16", "fp32"):
         raise ListrankError(f"unknown --precision {precision!r}; choose auto, bf16 or fp32")
-
-
-def _level_audit(dataset, split, qrels, runs, bm25, output, plot, data_dir, dense) -> None:
-    """`eval --level-audit`: score each query against its own synthetic passages (listrank.audit)."""
-    from listrank import audit
-
-    if runs or bm25:
-        raise ListrankError("--level-audit scores the dataset's own lists with a dense encoder; "
-                            "it takes no run files and no --bm25")
-    lists = audit.load_lists(dataset, split, data_dir, qrels)
-    result = audit.level_audit(lists, dense.encoder(), batch_size=dense.batch_size, show_progress=True)
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    stdout_console.print(audit.audit_tables(result))
-    if output:
-        console.print(f"level audit → {audit.write_audit_json(output, result)}", highlight=False)
-    if plot:
-        console.print(f"plot → {audit.plot_levels(result, plot)}", highlight=False)
-
-
-RUN_SUFFIXES = (".run.jsonl", ".run.trec", ".jsonl", ".trec", ".run", ".txt")
-
-
-def _short_run_name(path: Path) -> str:
-    name = path.name
-    for suffix in RUN_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _run_name(path: Path, all_paths: list[Path]) -> str:
-    """The file name without its run suffix (`sycl.run.jsonl` -> `sycl`); the file name, or the
-    full path, when that would not tell two runs apart."""
-    for key in (_short_run_name, lambda p: p.name):
-        names = [key(p) for p in all_paths]
-        if names.count(key(path)) == 1:
-            return key(path)
-    return str(path)
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 @command("regressions")
@@ -536,27 +446,9 @@ def regressions_cmd(
     listrank regressions --list
     ```
     """
-    from rich.table import Table
-
     from listrank import regressions as reg
 
-    rows = reg.select(reg.load(file), names)
-    table = Table(title="listrank regressions")
-    for col in ("name", "dataset", "metric", "expected", "measured", "delta", "tolerance", "time", "status"):
-        table.add_column(col, justify="right" if col in ("expected", "measured", "delta", "tolerance", "time") else "left")
-    failed = 0
-    for row in rows:
-        if list_only:
-            table.add_row(row.name, f"{row.dataset}/{row.split}", row.metric, f"{row.expected:.4f}", "", "",
-                          f"±{row.tolerance}", "", row.source)
-            continue
-        out = reg.run_one(row, data_dir)
-        failed += not out.ok
-        measured = "" if out.measured is None else f"{out.measured:.4f}"
-        delta = "" if out.measured is None else f"{out.measured - row.expected:+.4f}"
-        status = "[green]OK[/]" if out.ok else f"[red]FAIL[/] {escape(out.error or '')}"
-        table.add_row(row.name, f"{row.dataset}/{row.split}", row.metric, f"{row.expected:.4f}", measured, delta,
-                      f"±{row.tolerance}", f"{out.seconds:.0f}s", status)
+    table, failed = reg.results_table(reg.select(reg.load(file), names), data_dir, list_only=list_only)
     stdout_console.print(table)
     if failed:
         raise typer.Exit(1)

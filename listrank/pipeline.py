@@ -149,3 +149,151 @@ def retrieve(
             cls.open(index_dir).check_corpus(dataset.corpus, dataset.id)
         return search(index_dir, queries, k, encoder=encoder, batch_size=dense.batch_size, params=search_params,
                       show_progress=show_progress)
+
+
+# --- `listrank eval`: retrieve if no run, evaluate each run, compare, report ------------------
+
+
+def index_kind(kind: str | None, bm25: bool) -> str:
+    """The index kind `--kind`/`--bm25` ask for (default flat; bm25 with `--bm25`)."""
+    from listrank.errors import ListrankError
+    from listrank.retrieval import available
+
+    if kind is None:
+        return "bm25" if bm25 else "flat"
+    if bm25 and kind != "bm25":
+        raise ListrankError(f"--bm25 and --kind {kind} disagree; give one of them")
+    if kind not in available() and kind not in ("dense", "sharded"):
+        raise ListrankError(f"unknown --kind {kind!r}; choose one of {', '.join(available())}")
+    return index_class(kind).name
+
+
+RUN_SUFFIXES = (".run.jsonl", ".run.trec", ".jsonl", ".trec", ".run", ".txt")
+
+
+def _short_run_name(path: Path) -> str:
+    name = path.name
+    for suffix in RUN_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def run_name(path: Path, all_paths: list[Path]) -> str:
+    """The file name without its run suffix (`sycl.run.jsonl` -> `sycl`); the file name, or the
+    full path, when that would not tell two runs apart."""
+    for key in (_short_run_name, lambda p: p.name):
+        names = [key(p) for p in all_paths]
+        if names.count(key(path)) == 1:
+            return key(path)
+    return str(path)
+
+
+def _plot_slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def evaluate_runs(
+    dataset: str,
+    runs: list[Path] | None,
+    *,
+    split: str | None = None,
+    qrels: Path | None = None,
+    metrics: str | None = None,
+    relevance_level: int = 1,
+    keep_self_hits: bool = False,
+    complete: bool = False,
+    output: Path | None = None,
+    plot: Path | None = None,
+    permutations: int = 10_000,
+    bm25: bool = False,
+    kind: str | None = None,
+    param: list[str] | None = None,
+    save_run: Path | None = None,
+    k: int | None = None,
+    dense: DenseSettings | None = None,
+    data_dir: Path | None = None,
+    out=None,
+    err=None,
+) -> list:
+    """`listrank eval` with its flags checked: retrieve when no run is given (the cached index of
+    `retrieve`), evaluate each run against the judgements, compare them when there are several,
+    print warnings (to `err`) and the table (to `out`), write `output` JSON and one `plot` per run
+    after the first. Returns the per-run results (`listrank.evaluate.RunResult`)."""
+    from listrank import evaluate as ev
+    from listrank.atomic import check_output_file
+    from listrank.datasets import resolve
+    from listrank.errors import ListrankError
+    from listrank.formats import read_qrels, read_run, write_run
+    from listrank.retrieval import parse_params
+    from rich.markup import escape
+
+    err = err or stderr_console
+    out = out or stderr_console
+    dense = dense or DenseSettings()
+    ds = resolve(dataset, data_dir)
+    for path, what in ((output, "--output"), (plot, "--plot"), (save_run, "--save-run")):
+        check_output_file(path, inputs=ds.files(), what=what)
+    split = split or (None if qrels else ds.default_split())
+    judgements = read_qrels(qrels) if qrels else ds.qrels(split)
+    qrels_name = str(qrels) if qrels else f"{ds.id}/{split}"
+    metric_list = ev.parse_metrics(metrics)
+    settings = dict(relevance_level=relevance_level, ignore_identical_ids=not keep_self_hits, complete=complete,
+                    qrels_name=qrels_name)
+    results = []
+    if not runs:
+        kind = index_kind(kind, bm25)
+        cls = index_class(kind)
+        given = parse_params(param)
+        build = {k_: v for k_, v in given.items() if k_ in cls.build_params}
+        search_params = cls.resolve_params({k_: v for k_, v in given.items() if k_ not in cls.build_params},
+                                           at_search=True)
+        name = "BM25" if kind == "bm25" else Path(dense.model or "all-MiniLM-L6-v2").name
+        if kind not in ("flat", "bm25"):
+            name += f" ({kind})"
+        dense.kind, dense.params = (kind, cls.resolve_params(build)) if cls.needs_encoder else ("flat", None)
+        run = retrieve(ds, split, kind=kind, k=k or 1000, dense=dense, search_params=search_params)
+        if save_run:
+            write_run(save_run, run)
+        results.append(ev.evaluate(run, judgements, metric_list, name=name, **settings))
+    for path in runs or []:
+        results.append(ev.evaluate(read_run(path), judgements, metric_list, name=run_name(path, runs), **settings))
+    comparison = ev.compare(results, permutations=permutations) if len(results) > 1 else None
+    for result in results:
+        for warning in result.warnings:
+            err.print(f"[yellow]warning:[/] {escape(result.name)}: {escape(warning)}", highlight=False)
+    out.print(ev.results_table(results, comparison, title=f"{qrels_name} ({results[0].n_queries} queries)"))
+    if output:
+        ev.write_results_json(output, results, comparison)
+        err.print(f"metrics → {output}", highlight=False)
+    if plot:
+        if len(results) < 2:
+            raise ListrankError("--plot needs two or more runs (it shows per-query deltas against the first)")
+        for other in results[1:]:
+            target = plot if len(results) == 2 else plot.with_name(f"{plot.stem}.{_plot_slug(other.name)}{plot.suffix}")
+            ev.plot_per_query_delta(results[0], other, results[0].metrics[0], target)
+            err.print(f"plot → {target}", highlight=False)
+    return results
+
+
+def level_audit(dataset: str, split: str | None, qrels: Path | None, dense: DenseSettings,
+                output: Path | None = None, plot: Path | None = None, data_dir: Path | None = None,
+                out=None, err=None):
+    """`eval --level-audit`: score each query against its own synthetic passages (listrank.audit),
+    print the warnings (`err`) and tables (`out`), write `output` JSON and the `plot` PNG."""
+    from rich.markup import escape
+
+    from listrank import audit
+
+    err = err or stderr_console
+    out = out or stderr_console
+    lists = audit.load_lists(dataset, split, data_dir, qrels)
+    result = audit.level_audit(lists, dense.encoder(), batch_size=dense.batch_size, show_progress=True)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    out.print(audit.audit_tables(result))
+    if output:
+        err.print(f"level audit → {audit.write_audit_json(output, result)}", highlight=False)
+    if plot:
+        err.print(f"plot → {audit.plot_levels(result, plot)}", highlight=False)
+    return result

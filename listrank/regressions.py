@@ -103,3 +103,31 @@ def run_one(reg: Regression, data_dir: str | os.PathLike | None = None, show_pro
                        notes=result.warnings)
     except ListrankError as e:
         return Outcome(reg, error=str(e), seconds=time.perf_counter() - start)
+
+
+TABLE_COLUMNS = ("name", "dataset", "metric", "expected", "measured", "delta", "tolerance", "time", "status")
+
+
+def results_table(rows: list[Regression], data_dir: str | os.PathLike | None = None, list_only: bool = False):
+    """Run each row (unless `list_only`) and return the rich table of expected vs measured
+    scores and the number of rows that failed."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="listrank regressions")
+    for col in TABLE_COLUMNS:
+        table.add_column(col, justify="right" if col in ("expected", "measured", "delta", "tolerance", "time") else "left")
+    failed = 0
+    for row in rows:
+        if list_only:
+            table.add_row(row.name, f"{row.dataset}/{row.split}", row.metric, f"{row.expected:.4f}", "", "",
+                          f"±{row.tolerance}", "", row.source)
+            continue
+        out = run_one(row, data_dir)
+        failed += not out.ok
+        measured = "" if out.measured is None else f"{out.measured:.4f}"
+        delta = "" if out.measured is None else f"{out.measured - row.expected:+.4f}"
+        status = "[green]OK[/]" if out.ok else f"[red]FAIL[/] {escape(out.error or '')}"
+        table.add_row(row.name, f"{row.dataset}/{row.split}", row.metric, f"{row.expected:.4f}", measured, delta,
+                      f"±{row.tolerance}", f"{out.seconds:.0f}s", status)
+    return table, failed

@@ -117,7 +117,7 @@ def test_bad_metric_name(tmp_path, small_dataset):
 
 
 def test_run_names_drop_the_run_suffix_unless_it_tells_runs_apart():
-    from listrank.cli import _run_name
+    from listrank.pipeline import run_name as _run_name
 
     paths = [Path("a/sycl.run.jsonl"), Path("b/bm25.trec"), Path("c/base.jsonl")]
     assert [_run_name(p, paths) for p in paths] == ["sycl", "bm25", "base"]
