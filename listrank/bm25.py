@@ -35,12 +35,12 @@ from typing import Any, Iterable, Sequence
 from listrank.atomic import atomic_dir, is_listrank_folder
 from listrank.errors import ListrankError
 from listrank.formats import Document, Query, Run, read_corpus
-from listrank.retrieval.base import META_FILE, read_meta_or_none, write_meta
+from listrank.retrieval.base import META_FILE, write_meta
+from listrank.retrieval.base import read_meta_or_none as _read_meta_or_none
 from listrank.retrieval.base import corpus_fingerprint as _fingerprint
 
 DEFAULT_K1 = 0.9
 DEFAULT_B = 0.4
-METADATA_FILE = META_FILE  # kept for callers of this name; one meta.json for every kind
 # Bump when what goes into the index changes (field contents, analyzer, fingerprint...): older indexes
 # get rebuilt. 2: the corpus fingerprint is listrank.retrieval's (documents' content), as for dense.
 INDEX_FORMAT = 2
@@ -53,14 +53,13 @@ CorpusLike = Sequence[Document] | str | os.PathLike
 __all__ = [
     "DEFAULT_B",
     "DEFAULT_K1",
-    "METADATA_FILE",
     "build_index",
     "contents",
     "corpus_fingerprint",
     "default_threads",
     "ensure_index",
     "index_is_current",
-    "read_metadata",
+    "read_meta_or_none",
     "search",
 ]
 
@@ -116,9 +115,9 @@ def _load(corpus: CorpusLike) -> list[Document]:
 
 # --- metadata ------------------------------------------------------------------------------------
 
-def read_metadata(index_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The index's `meta.json` if it is a BM25 one, else None (see `listrank.retrieval.read_meta`)."""
-    meta = read_meta_or_none(index_dir)
+def read_meta_or_none(index_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The index's `meta.json` if it is a BM25 one, else None (`listrank.retrieval.read_meta` raises instead)."""
+    meta = _read_meta_or_none(index_dir)
     return meta if meta is not None and meta.get("kind") == "bm25" else None
 
 
@@ -129,7 +128,7 @@ def index_is_current(index_dir: str | os.PathLike, corpus: CorpusLike) -> bool:
     read again; otherwise its documents' fingerprint decides (so a touched or copied but identical
     file still matches, and so do the same documents given as a list).
     """
-    meta = read_metadata(index_dir)
+    meta = read_meta_or_none(index_dir)
     if not meta or meta.get("index_format") != INDEX_FORMAT or not isinstance(meta.get("corpus"), str):
         return False
     if isinstance(corpus, (str, os.PathLike)):
@@ -242,7 +241,7 @@ def ensure_index(
     Returns (metadata, built): built is False when the cached index was reused.
     """
     if not rebuild and index_is_current(index_dir, corpus):
-        meta = read_metadata(index_dir)
+        meta = read_meta_or_none(index_dir)
         assert meta is not None
         return meta, False
     return build_index(corpus, index_dir, threads=threads, progress=progress), True
@@ -251,9 +250,9 @@ def ensure_index(
 # --- search --------------------------------------------------------------------------------------
 
 def _check_index(index_dir: Path) -> None:
-    if read_metadata(index_dir) is None and not any(index_dir.glob("segments_*")):
+    if read_meta_or_none(index_dir) is None and not any(index_dir.glob("segments_*")):
         raise ListrankError(
-            f"{index_dir} is not a BM25 index (no {METADATA_FILE}, no Lucene segments); "
+            f"{index_dir} is not a BM25 index (no {META_FILE}, no Lucene segments); "
             "build one first (listrank.bm25.build_index)"
         )
 

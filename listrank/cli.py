@@ -255,6 +255,7 @@ def index_cmd(
                       highlight=False)
         return
     encoder = _dense_settings(model, pooling, normalize, max_length, batch_size, precision).encoder()
+    from listrank.encoder import display_name
     from listrank.retrieval import distributed
 
     if distributed.world_size() > 1:
@@ -269,7 +270,7 @@ def index_cmd(
 
         cls.build(docs, output, encoder=encoder, params=params, batch_size=batch_size, dataset=name,
                   shard=parse_shard(shard) if shard else None, **options)
-    what = f"{kind}, {Path(encoder.model_path).name}, {'bf16' if encoder.use_bf16 else 'fp32'}"
+    what = f"{kind}, {display_name(encoder.model_path)}, {'bf16' if encoder.use_bf16 else 'fp32'}"
     part = f" (shard {shard})" if shard else ""
     console.print(f"indexed {len(docs):,} documents of {name}{part} → {output} [{what}, "
                   f"{time.perf_counter() - start:.1f}s]", highlight=False)
@@ -485,7 +486,7 @@ def train(
     """
     from listrank.train import SourceConfig, build_config, summary_table
     from listrank.train import train as run_training
-    from listrank.train.cli_support import parse_key_values
+    from listrank.formats import json_or_str, parse_key_values
 
     sources = [SourceConfig(path=str(p)) for p in synthetic or []]
     if dataset:
@@ -497,7 +498,7 @@ def train(
         for key in ("query_max_length", "passage_max_length"):
             options[key] = options[key] if options[key] is not None else max_length
     overrides = dict(options, output=str(output), sources=sources, preset=preset,
-                     loss_options=parse_key_values(loss_opt, "--loss-opt") or None)
+                     loss_options=parse_key_values(loss_opt, "--loss-opt", convert=json_or_str) or None)
     config = build_config(config_file=config_file, overrides=overrides)
     result = run_training(config, data_dir=data_dir)
     if result.rank == 0:

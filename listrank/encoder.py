@@ -2,7 +2,7 @@
 
 `Encoder` wraps any `AutoModel` (id or local path). Texts are encoded longest-first in batches
 (so each batch pads to similar lengths), under `torch.inference_mode`, with bf16 autocast where the
-hardware runs it natively. Its `fingerprint()` (model path, weights hash, pooling, normalisation,
+hardware runs it natively. Its `spec()` (`EncoderSpec`: model path, weights hash, pooling, normalisation,
 max length) is what indexes record, so that a query is never encoded by another model than the
 documents. Models are saved in the sentence-transformers layout, so `SentenceTransformer(path)`
 loads them with the same pooling and normalisation.
@@ -38,6 +38,19 @@ def default_model_path() -> Path:
             "(or pass --model PATH_OR_ID)"
         )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def display_name(model: str | os.PathLike | None) -> str:
+    """How tables and messages name a model: its folder or hub name, the bundled one (`None`,
+    'default', or its installed folder, whose name is 'model') as all-MiniLM-L6-v2."""
+    if model is None or str(model) in ("default", f"sentence-transformers/{DEFAULT_MODEL_NAME}"):
+        return DEFAULT_MODEL_NAME
+    try:
+        if Path(model).expanduser().resolve() == default_model_path().resolve():
+            return DEFAULT_MODEL_NAME
+    except ListrankError:
+        pass
+    return Path(model).name
 
 
 def resolve_model(model: str | os.PathLike | None) -> str:

@@ -20,12 +20,13 @@ import enum
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from listrank.atomic import atomic_write
-from listrank.errors import FormatError
+from listrank.errors import FormatError, ListrankError
 
 PathLike = str | os.PathLike
 
@@ -33,6 +34,36 @@ PathLike = str | os.PathLike
 Qrels = dict[str, dict[str, int]]
 # qid -> docid -> score (pytrec_eval's shape); ordering comes from the scores
 Run = dict[str, dict[str, float]]
+
+
+def json_or_str(value: str) -> Any:
+    """A flag value as JSON where it parses (`2` -> 2, `true` -> True), else the string itself."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def parse_key_values(items: Iterable[str] | None, flag: str, *, convert: Callable[[str], Any] = str,
+                     underscore_keys: bool = False, example: str | None = None) -> dict[str, Any]:
+    """Repeated `KEY=VALUE` flags -> a dict, the one parser of `--param`, `--backend-opt`, `--loss-opt`.
+
+    `convert` turns each value (`str`, `str.strip`, `json_or_str`); `underscore_keys` writes
+    `ef-search` as `ef_search`; a bad item raises `ListrankError` naming `flag` (and `example`)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ListrankError(f"{flag} {item!r}: expected KEY=VALUE" + (f", e.g. {example}" if example else ""))
+        key = key.strip()
+        out[key.replace("-", "_") if underscore_keys else key] = convert(value)
+    return out
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a name (cache entries, plot files): each run of characters other
+    than ASCII letters, digits, `_`, `.`, `-` becomes one `_`, none at the ends; 'x' if nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from listrank.datasets import Dataset, cache_dir
-from listrank.encoder import Encoder
-from listrank.formats import Run
+from listrank.encoder import Encoder, display_name
+from listrank.formats import Run, slug
 from listrank.progress import stderr_console
 from listrank.retrieval import index_class
 from listrank.search import search
@@ -44,10 +43,6 @@ class DenseSettings:
                        precision=self.precision)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
-
-
 def _corpus_key(dataset: Dataset) -> str:
     with open(dataset.corpus_file, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
@@ -56,8 +51,8 @@ def _corpus_key(dataset: Dataset) -> str:
 def index_cache_dir(dataset: Dataset, retriever: str) -> Path:
     """The cache entry for this corpus *content* (not the id as typed) and retriever."""
     base = Path(os.environ.get("LISTRANK_INDEX_CACHE") or cache_dir() / "indexes")
-    name = _slug(Path(dataset.id).name if dataset.root is not None else dataset.id)
-    return base / f"{name}-{_corpus_key(dataset)}" / _slug(retriever)
+    name = slug(Path(dataset.id).name if dataset.root is not None else dataset.id)
+    return base / f"{name}-{_corpus_key(dataset)}" / slug(retriever)
 
 
 @contextlib.contextmanager
@@ -189,10 +184,6 @@ def run_name(path: Path, all_paths: list[Path]) -> str:
     return str(path)
 
 
-def _plot_slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
 def evaluate_runs(
     dataset: str,
     runs: list[Path] | None,
@@ -248,7 +239,7 @@ def evaluate_runs(
         build = {k_: v for k_, v in given.items() if k_ in cls.build_params}
         search_params = cls.resolve_params({k_: v for k_, v in given.items() if k_ not in cls.build_params},
                                            at_search=True)
-        name = "BM25" if kind == "bm25" else Path(dense.model or "all-MiniLM-L6-v2").name
+        name = "BM25" if kind == "bm25" else display_name(dense.model)
         if kind not in ("flat", "bm25"):
             name += f" ({kind})"
         dense.kind, dense.params = (kind, cls.resolve_params(build)) if cls.needs_encoder else ("flat", None)
@@ -270,7 +261,7 @@ def evaluate_runs(
         if len(results) < 2:
             raise ListrankError("--plot needs two or more runs (it shows per-query deltas against the first)")
         for other in results[1:]:
-            target = plot if len(results) == 2 else plot.with_name(f"{plot.stem}.{_plot_slug(other.name)}{plot.suffix}")
+            target = plot if len(results) == 2 else plot.with_name(f"{plot.stem}.{slug(other.name)}{plot.suffix}")
             ev.plot_per_query_delta(results[0], other, results[0].metrics[0], target)
             err.print(f"plot → {target}", highlight=False)
     return results

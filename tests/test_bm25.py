@@ -51,7 +51,7 @@ def tiny_index(lucene, tmp_path_factory):
 
 def test_tiny_index_metadata_and_fingerprint(tiny_index):
     corpus, index, meta = tiny_index
-    assert meta == bm25.read_metadata(index)
+    assert meta == bm25.read_meta_or_none(index)
     assert meta["kind"] == "bm25" and (meta["k1"], meta["b"]) == (0.9, 0.4)
     assert meta["corpus_docs"] == 5 and meta["num_docs"] == 4  # the blank document is skipped
     assert meta["corpus"] == bm25.corpus_fingerprint(corpus)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -168,6 +167,7 @@ def level_audit(
     show_progress: bool = False,
 ) -> AuditResult:
     """Score each query against its own passages and measure how well the scores order the levels."""
+    from listrank.encoder import display_name
     from listrank.evaluate import evaluate
 
     notes: list[str] = []
@@ -252,7 +252,7 @@ def level_audit(
     spec = encoder.spec()
     return AuditResult(
         name=name or "synthetic lists",
-        encoder={"name": _model_name(spec.model), "model": spec.model, "pooling": spec.pooling, "normalize": spec.normalize,
+        encoder={"name": display_name(spec.model), "model": spec.model, "pooling": spec.pooling, "normalize": spec.normalize,
                  "max_length": spec.max_length, "weights_sha256": spec.weights_sha256},
         levels=levels, queries=queries, level_stats=level_stats, pairs=pairs,
         ndcg10=float(np.mean([q.ndcg10 for q in ranked])),
@@ -260,17 +260,5 @@ def level_audit(
         n_ranked=len(ranked), single_level=single, missing_by_level=missing,
         scores=pooled, centered=pooled_centered, warnings=notes,
     )
-
-
-def _model_name(model: str) -> str:
-    """The folder or hub name; the bundled model by its own name rather than its folder's ('model')."""
-    from listrank.encoder import DEFAULT_MODEL_NAME, default_model_path
-
-    try:
-        if Path(model) == default_model_path():
-            return DEFAULT_MODEL_NAME
-    except ListrankError:
-        pass
-    return Path(model).name
 
 

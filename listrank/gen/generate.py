@@ -30,6 +30,7 @@ from listrank.formats import (
     ReadStats,
     SyntheticList,
     SyntheticPassage,
+    parse_key_values,
     read_synthetic,
     synthetic_jsonl_line,
     write_corpus,
@@ -559,13 +560,8 @@ def parse_levels(spec: str) -> tuple[int, ...]:
 
 
 def parse_backend_options(pairs: Iterable[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ListrankError(f"--backend-opt {pair!r}: expected KEY=VALUE")
-        options[key.strip().replace("-", "_")] = value
-    return options
+    """`--backend-opt key=value` pairs (string values; the backend converts them)."""
+    return parse_key_values(pairs, "--backend-opt", underscore_keys=True)
 
 
 def summary_table(summary: GenSummary):

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Iterable, Sequence
 
 from listrank.atomic import atomic_write
 from listrank.errors import ListrankError
-from listrank.formats import Document, Query, Run
+from listrank.formats import Document, Query, Run, parse_key_values
 
 META_FILE = "meta.json"
 FAMILIES = ("dense", "bm25")  # meta.json "kind"; listrank.atomic.is_listrank_folder accepts these
@@ -165,13 +165,7 @@ def index_is_current(index_dir: str | os.PathLike, kind: str, docs: Sequence[Doc
 
 def parse_params(pairs: Iterable[str]) -> dict[str, str]:
     """`--param key=value` pairs (values are converted by the kind that takes them)."""
-    params: dict[str, str] = {}
-    for pair in pairs or ():
-        key, sep, value = str(pair).partition("=")
-        if not sep or not key.strip():
-            raise ListrankError(f"--param {pair!r}: expected KEY=VALUE, e.g. m=32")
-        params[key.strip().replace("-", "_")] = value.strip()
-    return params
+    return parse_key_values(pairs, "--param", convert=str.strip, underscore_keys=True, example="m=32")
 
 
 # --- the interface -----------------------------------------------------------------------------

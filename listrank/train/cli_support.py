@@ -4,25 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import typing
 from typing import Any, Callable
-
-from listrank.errors import ListrankError
-
-
-def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
-    """["positive_threshold=2", "name=x"] -> {"positive_threshold": 2, "name": "x"} (JSON values where they parse)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ListrankError(f"{flag} expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def _flag_type(hint: Any) -> type:
