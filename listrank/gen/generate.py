@@ -181,13 +181,13 @@ def clean_text(text: object, limit: int | None = None) -> str:
     return text if _encodable(text) else text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-def validate_answer(
-    completion: Completion, query: str, levels: Sequence[int], per_level: int, min_words: int, max_words: int
-) -> dict[int, list[str]]:
-    """Parse the answer with `json` (never eval) and check it; raise `InvalidAnswer` saying why.
+def parse_json_answer(completion: Completion, where: str | None = None) -> Any:
+    """The JSON value of an LLM's answer, parsed with `json` (never eval); `InvalidAnswer` saying why not.
 
-    Any reply is handled: a backend's error, text that is not a string, absurdly nested JSON and
-    invalid Unicode (lone surrogates) are invalid answers with a reason, never an exception."""
+    A backend's error, text that is not a string, absurdly nested JSON, an answer cut off at the
+    token limit and invalid JSON each get their reason; a ``` fence around the JSON is dropped.
+    `where` names the answer in the reasons (per-level strategies: `level_2`); without it the
+    reasons speak of "the answer". The reasons go back to the model when a query is retried."""
     if completion.error:
         raise InvalidAnswer(str(completion.error))
     if not isinstance(completion.text, str):
@@ -197,13 +197,25 @@ def validate_answer(
         text = text.strip("`").removeprefix("json").strip()
     try:
         # strict=False: raw newlines inside strings, which grammars let small models write, are fine.
-        obj = json.loads(text, strict=False)
+        return json.loads(text, strict=False)
     except RecursionError:
         raise InvalidAnswer("the JSON is nested too deeply") from None
     except json.JSONDecodeError as e:
         if completion.finish_reason == "length":
-            raise InvalidAnswer("the answer was cut off at the token limit; write shorter passages") from None
-        raise InvalidAnswer(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+            raise InvalidAnswer(f"{where} was cut off at the token limit" if where else
+                                "the answer was cut off at the token limit; write shorter passages") from None
+        reason = f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+        raise InvalidAnswer(f"{where}: {reason}" if where else reason) from None
+
+
+def validate_answer(
+    completion: Completion, query: str, levels: Sequence[int], per_level: int, min_words: int, max_words: int
+) -> dict[int, list[str]]:
+    """Parse the answer with `json` (never eval) and check it; raise `InvalidAnswer` saying why.
+
+    Any reply is handled: a backend's error, text that is not a string, absurdly nested JSON and
+    invalid Unicode (lone surrogates) are invalid answers with a reason, never an exception."""
+    obj = parse_json_answer(completion)
     if not isinstance(obj, dict):
         raise InvalidAnswer(f"expected a JSON object, got {type(obj).__name__}")
     by_level: dict[int, list[str]] = {}

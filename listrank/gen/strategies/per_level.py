@@ -127,25 +127,11 @@ class PerLevel(Strategy):
 
     def _check(self, completion, query: str, seen: dict[str, str], where: str) -> str:
         """The passage of one answer, or `InvalidAnswer` with the reason."""
-        from listrank.gen.generate import InvalidAnswer, _encodable, _normalise
+        from listrank.gen.generate import InvalidAnswer, _encodable, _normalise, parse_json_answer
 
         if not isinstance(completion, Completion):
             raise InvalidAnswer(f"the backend returned a {type(completion).__name__}, not a Completion")
-        if completion.error:
-            raise InvalidAnswer(str(completion.error))
-        if not isinstance(completion.text, str):
-            raise InvalidAnswer(f"the answer is a {type(completion.text).__name__}, not text")
-        text = completion.text.strip()
-        if text.startswith("```"):
-            text = text.strip("`").removeprefix("json").strip()
-        try:
-            obj = json.loads(text, strict=False)
-        except RecursionError:
-            raise InvalidAnswer("the JSON is nested too deeply") from None
-        except json.JSONDecodeError as e:
-            if completion.finish_reason == "length":
-                raise InvalidAnswer(f"{where} was cut off at the token limit") from None
-            raise InvalidAnswer(f"{where}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        obj = parse_json_answer(completion, where)
         passage = obj.get("passage") if isinstance(obj, dict) else None
         if not isinstance(passage, str) or not passage.strip():
             raise InvalidAnswer(f"{where} is empty or not a string")
