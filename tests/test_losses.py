@@ -101,6 +101,28 @@ def test_register_adds_a_loss_and_refuses_a_taken_name():
     assert "test-only-zero" not in losses.available()
 
 
+# ---------------------------------------------------------------- docstrings
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_docstring_follows_the_template_and_its_example_runs(name):
+    """Each loss documents what it is, its inputs, math, requirements, relations and a reference,
+    and its example runs as written (a doctest), so it cannot rot."""
+    import doctest
+
+    cls = losses.loss_class(name)
+    doc = cls.__doc__ or ""
+    for section in ("Inputs:", "Math", "Requirements:", "Relations:", "References:", "Example:"):
+        assert section in doc, f"{name}: no {section!r} section in {cls.__qualname__}'s docstring"
+    tests = doctest.DocTestFinder(recurse=False).find(cls, cls.__qualname__, globs={})
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in tests:
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0, f"{name}: the docstring has no >>> example"
+    assert result.failed == 0, f"{name}: {result.failed} of {result.attempted} example lines failed"
+
+
 # ---------------------------------------------------------------- shape checks
 
 

@@ -41,6 +41,46 @@ class InfoNCELoss(nn.Module):
     negative at all (only possible with B = 1) gives terms of 0. A batch with no
     positive at all raises ``ListrankError``: a silent zero loss would hide a wrong threshold
     (e.g. 0/1 labels with the default threshold 2) and train nothing.
+
+    Requirements:
+        1. Every batch has a passage with label >= ``positive_threshold`` (else ``ListrankError``).
+        2. Any batch size (``min_queries = 1``); ``listwise = False``: a list whose passages share
+           one label is kept, its passages still serve as negatives.
+        3. Scores of every query against every passage of the batch: the other queries' passages
+           are the in-batch negatives.
+
+    Relations:
+        - With one positive per query and ``temperature = 1/scale`` this is sentence-transformers'
+          ``MultipleNegativesRankingLoss`` (scores as similarities, in-batch negatives).
+        - ``wasserstein`` and ``listnet`` use all levels (3 > 2 > 1 > 0); this loss only knows
+          positive vs negative: SyCL's "synthetic binary" baseline.
+
+    References:
+        - van den Oord et al., "Representation Learning with Contrastive Predictive Coding",
+          arXiv:1807.03748 (InfoNCE).
+        - Henderson et al., "Efficient Natural Language Response Suggestion for Smart Reply",
+          arXiv:1705.00652 (multiple negatives ranking).
+        - SyCL, arXiv:2503.23239 (the binarised baseline at threshold 2).
+
+    Example:
+        The loss on a tiny batch, and what a training run would call (``listrank train synth.jsonl
+        --loss infonce`` wires it up from the command line)::
+
+            >>> import torch
+            >>> from listrank.losses import get
+            >>> loss = get("infonce")
+            >>> labels = torch.tensor([[3., 2., 1., 0.], [3., 2., 1., 0.]])  # B = 2 queries, G = 4
+            >>> def scores(own):  # each query against all B*G = 8 passages; the other's score -1
+            ...     s = torch.full((2, 8), -1.0)
+            ...     s[0, :4], s[1, 4:] = own, own
+            ...     return s.requires_grad_()
+            >>> follows = scores(torch.tensor([3., 2., 1., 0.]))  # scored in the order of the levels
+            >>> value = loss(follows, labels, temperature=0.5)
+            >>> reverse = scores(torch.tensor([0., 1., 2., 3.]))  # the opposite order
+            >>> round(value.item(), 2), bool(value < loss(reverse, labels, temperature=0.5))
+            (0.09, True)
+            >>> value.backward(); follows.grad.shape
+            torch.Size([2, 8])
     """
 
     listwise = False  # a list with one label still gives negatives

@@ -33,6 +33,41 @@ class ListNetLoss(nn.Module):
         label_temperature tau_L (default 1.0, the raw labels): divides the labels in the target
             softmax; each level then weighs e^(1/tau_L) times the level below (tau_L = 1: e ~= 2.7;
             tau_L -> 0: uniform over the group's top-labelled passages).
+
+    Requirements:
+        1. Graded labels with at least two distinct levels in a list (``listwise = True``: the
+           trainer drops a list whose passages share one label, it would teach nothing).
+        2. Any batch size (``min_queries = 1``); in-batch passages are not used.
+
+    Relations:
+        - ``wasserstein`` (SyCL's loss) also fits a softmax target built from the labels, but as a
+          distance between batch-level Gaussians that spans in-batch negatives too; ListNet is the
+          per-query version of that idea.
+        - ``infonce`` binarises the labels and uses in-batch negatives; ListNet keeps every level
+          and ignores the other queries' passages.
+
+    References:
+        - Cao et al., "Learning to Rank: From Pairwise Approach to Listwise Approach", ICML 2007.
+
+    Example:
+        The loss on a tiny batch, and what a training run would call (``listrank train synth.jsonl
+        --loss listnet`` wires it up from the command line)::
+
+            >>> import torch
+            >>> from listrank.losses import get
+            >>> loss = get("listnet")
+            >>> labels = torch.tensor([[3., 2., 1., 0.], [3., 2., 1., 0.]])  # B = 2 queries, G = 4
+            >>> def scores(own):  # each query against all B*G = 8 passages; the other's score -1
+            ...     s = torch.full((2, 8), -1.0)
+            ...     s[0, :4], s[1, 4:] = own, own
+            ...     return s.requires_grad_()
+            >>> follows = scores(torch.tensor([3., 2., 1., 0.]))  # scored in the order of the levels
+            >>> value = loss(follows, labels, temperature=0.5)
+            >>> reverse = scores(torch.tensor([0., 1., 2., 3.]))  # the opposite order
+            >>> round(value.item(), 2), bool(value < loss(reverse, labels, temperature=0.5))
+            (0.21, True)
+            >>> value.backward(); follows.grad.shape
+            torch.Size([2, 8])
     """
 
     listwise = True

@@ -72,6 +72,48 @@ class WassersteinLoss(nn.Module):
             the paper. False gives them target mass 0 instead: row i of Q is
             ``softmax(labels_i / tau_L)`` on its own group's columns and 0 elsewhere (the prediction
             P still spans all D columns, so in-batch negatives are pushed towards probability 0).
+
+    Requirements:
+        1. At least 2 queries per batch (``min_queries = 2``): the distance compares the batch's
+           rows as samples; the trainer skips smaller batches, the loss raises on B < 2.
+        2. Graded labels (e.g. SyCL's 3/2/1/0) with at least two distinct levels in a list
+           (``listwise = True``: the trainer drops a list whose passages share one label).
+        3. Scores of every query against every passage of the batch, own group on the diagonal
+           block (in-batch negatives are part of both the prediction and, by default, the target).
+
+    Relations:
+        - ``listnet`` fits the same kind of softmax target per query (KL, own group only); this
+          loss instead matches the Gaussians of the whole batch, so it depends on which queries
+          share the batch and also uses the in-batch negatives.
+        - ``infonce`` is the binary baseline: labels >= ``positive_threshold`` are positives, all
+          else (own lower levels and in-batch passages) negatives; ``label_temperature`` -> 0
+          moves this loss's target towards InfoNCE's.
+
+    References:
+        - SyCL: "Synthetic Data for Contrastive Learning of Retrievers with Graded Relevance",
+          arXiv:2503.23239 (the loss and its defaults).
+        - Dowson & Landau 1982, "The Fréchet distance between multivariate normal distributions"
+          (the closed form of W2 between Gaussians).
+
+    Example:
+        The loss on a tiny batch, and what a training run would call (``listrank train synth.jsonl
+        --loss wasserstein`` wires it up from the command line)::
+
+            >>> import torch
+            >>> from listrank.losses import get
+            >>> loss = get("wasserstein")
+            >>> labels = torch.tensor([[3., 2., 1., 0.], [3., 2., 1., 0.]])  # B = 2 queries, G = 4
+            >>> def scores(own):  # each query against all B*G = 8 passages; the other's score -1
+            ...     s = torch.full((2, 8), -1.0)
+            ...     s[0, :4], s[1, 4:] = own, own
+            ...     return s.requires_grad_()
+            >>> follows = scores(torch.tensor([3., 2., 1., 0.]))  # scored in the order of the levels
+            >>> value = loss(follows, labels, temperature=0.5)
+            >>> reverse = scores(torch.tensor([0., 1., 2., 3.]))  # the opposite order
+            >>> round(value.item(), 2), bool(value < loss(reverse, labels, temperature=0.5))
+            (0.16, True)
+            >>> value.backward(); follows.grad.shape
+            torch.Size([2, 8])
     """
 
     listwise = True
