@@ -26,7 +26,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from listrank.atomic import atomic_dir
 from listrank.errors import ListrankError
-from listrank.formats import Document, Qrels, Query, read_corpus, read_qrels, read_queries
+from listrank.formats import Document, Qrels, Query, ReadStats, read_corpus, read_qrels, read_queries
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 # md5 of each official zip, as published in the BEIR README (beir-cellar/beir).
@@ -115,19 +115,29 @@ class Dataset:
 
     @cached_property
     def all_queries(self) -> list[Query]:
+        return self._read_queries()
+
+    def _read_queries(self, skip_invalid: bool = False, stats: ReadStats | None = None) -> list[Query]:
         if self.queries_file is None or not self.queries_file.exists():
             raise ListrankError(f"dataset {self.id!r} has no queries.jsonl")
-        return read_queries(self.queries_file)
+        return read_queries(self.queries_file, skip_invalid=skip_invalid, stats=stats)
 
     def qrels(self, split: str) -> Qrels:
         return read_qrels(self.qrels_file(split))
 
-    def queries(self, split: str | None = None) -> list[Query]:
-        """All queries, or only those judged in `split` (as BEIR does), in file order."""
+    def queries(self, split: str | None = None, *, skip_invalid: bool = False,
+                stats: ReadStats | None = None) -> list[Query]:
+        """All queries, or only those judged in `split` (as BEIR does), in file order.
+
+        `skip_invalid` skips malformed lines instead of failing on the first; `stats` (a
+        `ReadStats`) counts what was read and skipped. Either reads the file afresh; without them
+        the queries are read once per `Dataset`."""
+        fresh = skip_invalid or stats is not None
+        queries = self._read_queries(skip_invalid, stats) if fresh else self.all_queries
         if split is None:
-            return self.all_queries
+            return queries
         judged = self.qrels(split)
-        queries = [q for q in self.all_queries if q.id in judged]
+        queries = [q for q in queries if q.id in judged]
         if not queries:
             raise ListrankError(f"dataset {self.id!r}: no query of {self.queries_file} is judged in split {split!r}")
         return queries

@@ -34,6 +34,22 @@ def test_data_dir_beats_env(tmp_path, data_root, monkeypatch):
     assert resolve("beir/scifact", data_dir=tmp_path).root == fake
 
 
+def test_queries_skip_invalid_lines_and_count_them(tmp_path):
+    from listrank.formats import FormatError, ReadStats
+
+    root = tmp_path / "ds"
+    (root / "qrels").mkdir(parents=True)
+    (root / "queries.jsonl").write_text('{"_id": "1", "text": "q one"}\nnot json\n{"_id": "2", "text": "q two"}\n')
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n2\td\t1\n")
+    ds = resolve(str(root))
+    with pytest.raises(FormatError, match="queries.jsonl:2"):
+        ds.queries()
+    stats = ReadStats()
+    assert [q.id for q in ds.queries(skip_invalid=True, stats=stats)] == ["1", "2"]
+    assert (stats.read, stats.skipped) == (2, 1)
+    assert [q.id for q in ds.queries("test", skip_invalid=True)] == ["2"]
+
+
 def test_path_and_queries_file(data_root):
     assert resolve(str(data_root / "msmarco" / "dl19-pool")).splits() == ["test"]
     ds = resolve(str(data_root / "msmarco" / "train-sample" / "queries.tsv"))

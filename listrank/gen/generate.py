@@ -529,7 +529,8 @@ def load_queries(
     data_dir: str | os.PathLike | None = None,
     skip_invalid: bool = False,
 ) -> tuple[list[Query], ReadStats]:
-    """Queries from a TSV/JSONL file, or from a dataset id (only those judged in `split`, if given)."""
+    """Queries from a TSV/JSONL file, or from a dataset id (`Dataset.queries`: only those judged in
+    `split`, if given), and what was read and skipped."""
     from listrank.datasets import resolve
     from listrank.formats import read_queries
 
@@ -540,16 +541,7 @@ def load_queries(
         if split is not None:
             raise ListrankError("--split needs --dataset (a queries file has no qrels to split by)")
         return read_queries(queries_file, skip_invalid=skip_invalid, stats=stats), stats
-    ds = resolve(dataset, data_dir=data_dir)
-    if ds.queries_file is None or not ds.queries_file.exists():
-        raise ListrankError(f"dataset {dataset!r} has no queries file")
-    queries = read_queries(ds.queries_file, skip_invalid=skip_invalid, stats=stats)
-    if split is not None:
-        judged = ds.qrels(split)
-        queries = [q for q in queries if q.id in judged]
-        if not queries:
-            raise ListrankError(f"dataset {dataset!r}: no query is judged in split {split!r}")
-    return queries, stats
+    return resolve(dataset, data_dir=data_dir).queries(split, skip_invalid=skip_invalid, stats=stats), stats
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
