@@ -476,6 +476,29 @@ def write_run(path: PathLike, run: Run, fmt: RunFormat = RunFormat.jsonl, tag: s
 
 # --- synthetic lists ------------------------------------------------------------------------
 
+def is_synthetic_file(path: PathLike) -> bool:
+    """Is `path` `listrank gen` output? The one answer every stage uses (train sources, eval --level-audit).
+
+    Its first non-blank line decides: a JSON object with "passages" is, one without is not (a
+    queries or corpus file). When that line is not a JSON object (or the file is blank), a
+    `.jsonl`/`.json` name decides, so that `read_synthetic` reports the bad line as `file:line`
+    (or `--skip-invalid` skips it)."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except (json.JSONDecodeError, RecursionError):
+                    break
+                if isinstance(obj, dict):
+                    return "passages" in obj
+                break
+    return p.suffix in (".jsonl", ".json")
+
+
 def read_synthetic(path: PathLike, *, skip_invalid: bool = False, stats: ReadStats | None = None) -> list[SyntheticList]:
     lists = list(read_jsonl(path, SyntheticList.from_json, skip_invalid=skip_invalid, stats=stats))
     return _require_nonempty(path, lists, "synthetic lists (listrank gen output)")

@@ -138,3 +138,23 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             fh.write("half")
             raise RuntimeError("crash")
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_is_synthetic_file_decides_by_the_first_line_then_the_name(tmp_path):
+    from listrank.formats import is_synthetic_file
+
+    cases = {
+        "gen.jsonl": '\n{"query_id": "q", "query": "x", "passages": []}\n',
+        "gen.txt": '{"query_id": "q", "query": "x", "passages": []}\n',
+        "queries.jsonl": '{"_id": "1", "text": "x"}\n',
+        "broken.jsonl": "not json\n",
+        "broken.txt": "not json\n",
+        "empty.jsonl": "",
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    assert {n: is_synthetic_file(tmp_path / n) for n in cases} == {
+        "gen.jsonl": True, "gen.txt": True, "queries.jsonl": False,
+        "broken.jsonl": True, "broken.txt": False, "empty.jsonl": True,  # the reader reports file:line
+    }
+    assert not is_synthetic_file(tmp_path) and not is_synthetic_file(tmp_path / "missing.jsonl")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from listrank.errors import ListrankError
 from listrank.formats import (
-    Document, PathLike, Qrels, Query, SyntheticList, SyntheticPassage, read_qrels, read_synthetic,
+    Document, PathLike, Qrels, Query, SyntheticList, SyntheticPassage, is_synthetic_file, read_qrels, read_synthetic,
 )
 
 if TYPE_CHECKING:
@@ -29,19 +28,6 @@ class AuditInput:
     lists: list[SyntheticList]
     name: str
     warnings: list[str] = field(default_factory=list)
-
-
-def _is_synthetic_jsonl(path: Path) -> bool:
-    """True when the first non-blank line is a JSON object with 'passages' (listrank gen output)."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(obj, dict) and "passages" in obj
-    return False
 
 
 def lists_from_qrels(corpus: Sequence[Document], queries: Sequence[Query], qrels: Qrels) -> tuple[list[SyntheticList], list[str]]:
@@ -75,7 +61,7 @@ def load_lists(
     """Lists from a gen JSONL file, or from a BEIR folder / dataset id (its `split`, or a `qrels` file)."""
     path = Path(spec).expanduser()
     if path.is_file():
-        if not _is_synthetic_jsonl(path):
+        if not is_synthetic_file(path):
             raise ListrankError(
                 f"{path} is not listrank gen output (JSONL lines with 'passages'); give that file or the "
                 "BEIR folder written by `listrank gen --export-beir`"

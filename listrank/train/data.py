@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from listrank.errors import ListrankError
-from listrank.formats import Document, Query, ReadStats, read_synthetic
+from listrank.formats import Document, Query, ReadStats, is_synthetic_file, read_synthetic, slug
 from listrank.train.config import SourceConfig, apply_label_map, parse_label_map
 
 
@@ -100,11 +100,6 @@ class DataReport:
 
 
 # --- loading ---------------------------------------------------------------------------------------
-
-def _is_synthetic_file(path: str) -> bool:
-    p = Path(path)
-    return p.is_file() and p.suffix in (".jsonl", ".json")
-
 
 def load_synthetic_source(src: SourceConfig, skip_invalid: bool = False) -> tuple[list[QueryList], SourceReport]:
     """A `listrank gen` file; a malformed line raises FormatError `file:line: reason`."""
@@ -345,13 +340,13 @@ def load_sources(
     report = DataReport()
     specs = []
     for src in sources:
-        if _is_synthetic_file(src.path):
+        if is_synthetic_file(src.path):
             lists, rep = load_synthetic_source(src, skip_invalid=skip_invalid)
             judged: dict[str, set[str]] = {}
             own_corpus = None
         else:
             if Path(src.path).is_file():
-                raise ListrankError(f"{src.path}: a training file must be listrank gen output (.jsonl)")
+                raise ListrankError(f"{src.path}: a training file must be listrank gen output (JSONL lines with 'passages')")
             lists, rep, judged, ds = load_qrels_source(src, data_dir=data_dir)
             own_corpus = ds
         if max_queries:
@@ -367,8 +362,7 @@ def load_sources(
                 corpus = own_corpus.corpus
             else:
                 raise ListrankError(f"source {rep.name}: mine-corpus=DATASET is needed to mine negatives for synthetic lists")
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(rep.name).name)
-            safe = f"{safe}-{_digest(rep.name)[:8]}"
+            safe = f"{slug(Path(rep.name).name)}-{_digest(rep.name)[:8]}"
             rep.mined = mine_negatives(src, lists, judged, corpus, miner_factory(src.mine),
                                        (work_dir or Path(".")) / "mining" / safe, seed)
             _count(rep, lists)
