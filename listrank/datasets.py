@@ -21,6 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
@@ -55,6 +56,14 @@ def cache_dir() -> Path:
         return Path(os.environ["LISTRANK_CACHE"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "listrank"
+
+
+class Judgements(NamedTuple):
+    """Qrels with where they came from: `split` (None for a qrels file given alone) and `name`."""
+
+    qrels: Qrels
+    split: str | None
+    name: str
 
 
 @dataclass
@@ -124,6 +133,14 @@ class Dataset:
 
     def qrels(self, split: str) -> Qrels:
         return read_qrels(self.qrels_file(split))
+
+    def judgements(self, split: str | None = None, qrels_file: str | os.PathLike | None = None) -> "Judgements":
+        """The judgements a run is scored against: a `qrels_file` (BEIR TSV or TREC) if given, else
+        the `split`'s (default: test, else dev, else train); with the split and a name for reports."""
+        split = split or (None if qrels_file else self.default_split())
+        if qrels_file:
+            return Judgements(read_qrels(qrels_file), split, str(qrels_file))
+        return Judgements(self.qrels(split), split, f"{self.id}/{split}")
 
     def queries(self, split: str | None = None, *, skip_invalid: bool = False,
                 stats: ReadStats | None = None) -> list[Query]:

@@ -215,7 +215,7 @@ def evaluate_runs(
     from listrank.atomic import check_output_file
     from listrank.datasets import resolve
     from listrank.errors import ListrankError
-    from listrank.formats import read_qrels, read_run, write_run
+    from listrank.formats import read_run, write_run
     from listrank.retrieval import parse_params
     from rich.markup import escape
 
@@ -225,9 +225,7 @@ def evaluate_runs(
     ds = resolve(dataset, data_dir)
     for path, what in ((output, "--output"), (plot, "--plot"), (save_run, "--save-run")):
         check_output_file(path, inputs=ds.files(), what=what)
-    split = split or (None if qrels else ds.default_split())
-    judgements = read_qrels(qrels) if qrels else ds.qrels(split)
-    qrels_name = str(qrels) if qrels else f"{ds.id}/{split}"
+    judgements, split, qrels_name = ds.judgements(split, qrels)
     metric_list = ev.parse_metrics(metrics)
     settings = dict(relevance_level=relevance_level, ignore_identical_ids=not keep_self_hits, complete=complete,
                     qrels_name=qrels_name)

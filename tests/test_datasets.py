@@ -50,6 +50,20 @@ def test_queries_skip_invalid_lines_and_count_them(tmp_path):
     assert [q.id for q in ds.queries("test", skip_invalid=True)] == ["2"]
 
 
+def test_judgements_from_a_split_or_a_qrels_file(tmp_path):
+    root = tmp_path / "ds"
+    (root / "qrels").mkdir(parents=True)
+    (root / "queries.jsonl").write_text('{"_id": "1", "text": "q"}\n')
+    for split in ("dev", "test"):
+        (root / "qrels" / f"{split}.tsv").write_text(f"query-id\tcorpus-id\tscore\n1\t{split}\t2\n")
+    ds = resolve(str(root))
+    assert ds.judgements() == ({"1": {"test": 2}}, "test", f"{root}/test")
+    assert ds.judgements("dev") == ({"1": {"dev": 2}}, "dev", f"{root}/dev")
+    own = tmp_path / "own.tsv"
+    own.write_text("1\tx\t1\n")
+    assert ds.judgements(None, own) == ({"1": {"x": 1}}, None, str(own))
+
+
 def test_path_and_queries_file(data_root):
     assert resolve(str(data_root / "msmarco" / "dl19-pool")).splits() == ["test"]
     ds = resolve(str(data_root / "msmarco" / "train-sample" / "queries.tsv"))

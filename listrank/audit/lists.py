@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from listrank.errors import ListrankError
 from listrank.formats import (
-    Document, PathLike, Qrels, Query, SyntheticList, SyntheticPassage, is_synthetic_file, read_qrels, read_synthetic,
+    Document, PathLike, Qrels, Query, SyntheticList, SyntheticPassage, is_synthetic_file, read_synthetic,
 )
 
 if TYPE_CHECKING:
@@ -80,10 +80,8 @@ def load_lists(
     from listrank.datasets import resolve
 
     ds = resolve(spec, data_dir)
-    split = split or (None if qrels else ds.default_split())
-    judgements = read_qrels(qrels) if qrels else ds.qrels(split)
+    judgements, split, name = ds.judgements(split, qrels)
     lists, notes = lists_from_qrels(ds.corpus, ds.all_queries, judgements)
-    name = str(qrels) if qrels else f"{ds.id}/{split}"
     if not lists:
         raise ListrankError(f"{name}: no judged query has both its text and judged passages in the dataset")
     return AuditInput(lists, name, notes)
