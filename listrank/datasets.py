@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
@@ -56,6 +56,32 @@ def cache_dir() -> Path:
         return Path(os.environ["LISTRANK_CACHE"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "listrank"
+
+
+@dataclass
+class JudgedLists:
+    """Each judged query with its judged documents and their grades, in qrels order; what was
+    judged but is not in the dataset (queries without text, documents not in the corpus)."""
+
+    lists: list[tuple[Query, list[tuple[Document, int]]]]
+    missing_queries: list[str]
+    missing_docs: int
+
+
+def judged_lists(corpus: Sequence[Document], queries: Sequence[Query], qrels: Qrels) -> JudgedLists:
+    """The graded lists of `qrels` over these documents and queries (`Dataset.judged_lists`)."""
+    docs = {d.id: d for d in corpus}
+    texts = {q.id: q for q in queries}
+    out = JudgedLists([], [], 0)
+    for qid, judged in qrels.items():
+        query = texts.get(qid)
+        if query is None:
+            out.missing_queries.append(qid)
+            continue
+        passages = [(docs[d], int(g)) for d, g in judged.items() if d in docs]
+        out.missing_docs += len(judged) - len(passages)
+        out.lists.append((query, passages))
+    return out
 
 
 class Judgements(NamedTuple):
@@ -133,6 +159,10 @@ class Dataset:
 
     def qrels(self, split: str) -> Qrels:
         return read_qrels(self.qrels_file(split))
+
+    def judged_lists(self, qrels: Qrels) -> JudgedLists:
+        """Each query judged in `qrels` with its judged documents of this corpus and their grades."""
+        return judged_lists(self.corpus, self.all_queries, qrels)
 
     def judgements(self, split: str | None = None, qrels_file: str | os.PathLike | None = None) -> "Judgements":
         """The judgements a run is scored against: a `qrels_file` (BEIR TSV or TREC) if given, else

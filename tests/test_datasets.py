@@ -64,6 +64,17 @@ def test_judgements_from_a_split_or_a_qrels_file(tmp_path):
     assert ds.judgements(None, own) == ({"1": {"x": 1}}, None, str(own))
 
 
+def test_judged_lists_pair_queries_with_their_graded_documents():
+    from listrank.datasets import judged_lists
+    from listrank.formats import Document, Query
+
+    corpus = [Document("d1", "", "one"), Document("d2", "", "two")]
+    queries = [Query("q1", "first"), Query("q2", "second")]
+    found = judged_lists(corpus, queries, {"q2": {"d2": 3, "gone": 1}, "q1": {"d1": 0}, "q9": {"d1": 2}})
+    assert [(q.id, [(d.id, g) for d, g in p]) for q, p in found.lists] == [("q2", [("d2", 3)]), ("q1", [("d1", 0)])]
+    assert (found.missing_queries, found.missing_docs) == (["q9"], 1)
+
+
 def test_path_and_queries_file(data_root):
     assert resolve(str(data_root / "msmarco" / "dl19-pool")).splits() == ["test"]
     ds = resolve(str(data_root / "msmarco" / "train-sample" / "queries.tsv"))

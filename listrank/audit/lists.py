@@ -32,17 +32,13 @@ class AuditInput:
 
 def lists_from_qrels(corpus: Sequence[Document], queries: Sequence[Query], qrels: Qrels) -> tuple[list[SyntheticList], list[str]]:
     """Each judged query with its judged documents (grade = level), and warnings for what was missing."""
-    docs = {d.id: d for d in corpus}
-    texts = {q.id: q.text for q in queries}
-    lists, no_query, no_doc = [], [], 0
-    for qid, judged in qrels.items():
-        if qid not in texts:
-            no_query.append(qid)
-            continue
-        passages = [SyntheticPassage(id=d, level=int(g), text=docs[d].full_text()) for d, g in judged.items() if d in docs]
-        no_doc += len(judged) - len(passages)
-        if passages:
-            lists.append(SyntheticList(query_id=qid, query=texts[qid], passages=passages))
+    from listrank.datasets import judged_lists
+
+    judged = judged_lists(corpus, queries, qrels)
+    lists = [SyntheticList(query_id=q.id, query=q.text,
+                           passages=[SyntheticPassage(id=d.id, level=g, text=d.full_text()) for d, g in passages])
+             for q, passages in judged.lists if passages]
+    no_query, no_doc = judged.missing_queries, judged.missing_docs
     notes = []
     if no_query:
         notes.append(f"{len(no_query)} judged queries are not in the queries file and were skipped "

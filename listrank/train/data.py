@@ -145,28 +145,19 @@ def load_qrels_source(
     report = SourceReport(name=name, kind="qrels")
     rules = parse_label_map(src.labels)
     qrels = ds.qrels(split)
-    docs = {d.id: d for d in ds.corpus}
-    queries = {q.id: q for q in ds.all_queries}
+    judged: dict[str, set[str]] = {qid: set(rels) for qid, rels in qrels.items()}
+    found = ds.judged_lists(qrels)
+    report.missing_queries, report.missing_docs = len(found.missing_queries), found.missing_docs
     lists: list[QueryList] = []
-    judged: dict[str, set[str]] = {}
-    for qid, rels in qrels.items():
-        judged[qid] = set(rels)
-        q = queries.get(qid)
-        if q is None:
-            report.missing_queries += 1
-            continue
+    for q, graded in found.lists:
         passages = []
-        for docid, grade in rels.items():
-            doc = docs.get(docid)
-            if doc is None:
-                report.missing_docs += 1
-                continue
+        for doc, grade in graded:
             label = apply_label_map(rules, grade)
             if label is None:
                 report.dropped_by_label_map += 1
                 continue
-            passages.append(Passage(docid, doc.full_text(), label))
-        lists.append(QueryList(qid, q.text, [Part(name, passages, src.take)]))
+            passages.append(Passage(doc.id, doc.full_text(), label))
+        lists.append(QueryList(q.id, q.text, [Part(name, passages, src.take)]))
     _count(report, lists)
     return lists, report, judged, ds
 
