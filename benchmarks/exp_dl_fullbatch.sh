@@ -17,6 +17,7 @@
 # --normalize --temperature 0.05, as all-MiniLM-L6-v2 was trained; "dot": --no-normalize,
 # temperature 1, the SyCL preset), EVAL_PRECISION (encoding of the test corpus, base and trained alike).
 set -euo pipefail
+source "$(dirname "$0")/settings.sh"
 
 OUT=${1:-runs/exp/dlfull}
 LISTRANK=${LISTRANK:-listrank}
@@ -48,12 +49,7 @@ for seed in $SEEDS; do
     batch=$("$PYTHON" -c "import json,sys; print(sum(1 for _ in open(sys.argv[1])))" \
       "${LISTRANK_DATA:-../shared/data}/msmarco/$train-pool/queries.jsonl")
     for setting in $SETTINGS; do
-      name=${setting%%=*} spec=${setting#*=}
-      loss=${spec%%,*} opts=()
-      if [ "$spec" != "$loss" ]; then
-        IFS=, read -r -a kv <<< "${spec#*,}"
-        for o in "${kv[@]}"; do opts+=(--loss-opt "$o"); done
-      fi
+      parse_setting "$setting"
       tag="$train-$name$TAG-$SCORING-s$seed"
       model="$OUT/models/$tag"
       if [ ! -f "$model/listrank.json" ]; then

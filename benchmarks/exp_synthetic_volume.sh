@@ -13,6 +13,7 @@
 # Knobs (environment): SEEDS, SETTINGS (NAME=LOSS[,KEY=VALUE...]: loss options), BATCH, GROUP,
 # EPOCHS, LR, HOLDOUT, EVAL_STEPS, PRECISION, EVAL_PRECISION, THREADS, TESTS, TAG.
 set -euo pipefail
+source "$(dirname "$0")/settings.sh"
 
 OUT=${1:-runs/exp/synthvol}
 shift || true
@@ -48,12 +49,7 @@ echo "training lists: $n in ${#LISTS[@]} file(s)" >&2
 
 for seed in $SEEDS; do
   for setting in $SETTINGS; do
-    name=${setting%%=*} spec=${setting#*=}
-    loss=${spec%%,*} opts=()
-    if [ "$spec" != "$loss" ]; then
-      IFS=, read -r -a kv <<< "${spec#*,}"
-      for o in "${kv[@]}"; do opts+=(--loss-opt "$o"); done
-    fi
+    parse_setting "$setting"
     tag="$name$TAG-s$seed"
     model="$OUT/models/$tag"
     # cosine scoring at T 0.05, as all-MiniLM-L6-v2 was trained; validation on held-out synthetic
