@@ -18,7 +18,9 @@ from rich.markup import escape
 from listrank import __version__
 from listrank.errors import ListrankError
 from listrank.formats import RunFormat
-from listrank.train.cli_support import with_config_options
+from listrank.gen.generate import GenConfig
+from listrank.options import from_options, with_config_options
+from listrank.train import cli_support
 from listrank.train.config import TrainConfig
 
 app = typer.Typer(
@@ -79,41 +81,10 @@ def _root(
 
 
 @command("gen")
+@with_config_options(GenConfig)
 def gen(
     queries: Path | None = typer.Argument(None, help="Queries file: TSV `qid<TAB>text` or JSONL `{\"_id\", \"text\"}`."),
-    output: Path = typer.Option(..., "--output", "-o", help="Synthetic lists (JSONL); re-running resumes it."),
-    dataset: str | None = typer.Option(None, "--dataset", help="Take the queries of a dataset id or BEIR folder."),
-    split: str | None = typer.Option(None, "--split", help="With --dataset: only queries judged in this split."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where dataset ids resolve (else $LISTRANK_DATA)."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed query lines (warn, count)."),
-    backend: str = typer.Option("llama-cpp", "--backend", help="llama-cpp, vllm, openai-http, or module:Class."),
-    model: str | None = typer.Option(None, "--model", help="GGUF path (llama-cpp; default: bundled SmolLM2-135M-Instruct), HF id or folder (vllm)."),
-    tensor_parallel_size: int | None = typer.Option(None, "--tensor-parallel-size", help="vllm: GPUs per model."),
-    backend_opt: list[str] = typer.Option([], "--backend-opt", help="Backend setting KEY=VALUE (repeatable), e.g. n_ctx=8192."),
-    strategy: str = typer.Option("auto", "--strategy", help="How lists are asked for: sycl-v1 (one call, the paper's), levels-v1, levels-fewshot-v1, levels-fewshot-borrow-v1 (one call per level; docs/gen.md); auto: levels-fewshot-borrow-v1 for llama-cpp, sycl-v1 otherwise."),
-    list_filter: str | None = typer.Option(None, "--filter", help="Keep a list only if this scorer puts level 3 above level 0: bm25 or encoder (the others go to the rejects file)."),
-    prompt_version: str = typer.Option("sycl-v1", "--prompt-version", help="Built-in prompt template (sycl-v1 strategy)."),
-    prompt_file: Path | None = typer.Option(None, "--prompt-file", help="Own template (YAML/JSON with `user`, or text)."),
-    levels: str = typer.Option("3,2,1,0", "--levels", help="Relevance levels to write, best first."),
-    per_level: int = typer.Option(2, "--per-level", help="Passages per level."),
-    passage_words: int = typer.Option(80, "--passage-words", help="Passage length the prompt asks for."),
-    min_words: int = typer.Option(5, "--min-words", help="Reject passages shorter than this."),
-    max_words: int = typer.Option(400, "--max-words", help="Reject passages longer than this."),
-    temperature: float = typer.Option(0.7, "--temperature"),
-    top_p: float = typer.Option(0.95, "--top-p"),
-    repeat_penalty: float | None = typer.Option(None, "--repeat-penalty", help="Damp tokens already written, 1.0 = off (default: the backend's, 1.1 llama-cpp, 1.0 others)."),
-    max_tokens: int = typer.Option(2048, "--max-tokens", help="Per answer."),
-    seed: int = typer.Option(0, "--seed", help="Same seed + backend + model + prompt = same output."),
-    max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per query before it goes to the rejects file."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Queries per batch (default: the backend's)."),
-    shard: str | None = typer.Option(None, "--shard", help="i/n: only this machine's share of the queries (i from 0)."),
-    first: int | None = typer.Option(None, "--first", help="Only the first N queries of the input: a fixed slice, so a re-run resumes the same queries."),
-    limit: int | None = typer.Option(None, "--limit", help="At most this many new queries."),
-    rejects: Path | None = typer.Option(None, "--rejects", help="Default: `<output>.rejects.jsonl`."),
-    retry_rejected: bool = typer.Option(False, "--retry-rejected", help="Try the queries in the rejects file again."),
-    export_beir: Path | None = typer.Option(None, "--export-beir", help="Also write a BEIR folder with graded qrels."),
-    export_split: str = typer.Option("train", "--export-split", help="Qrels split name of the BEIR export."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    **options,  # one flag per GenConfig field (listrank/gen/generate.py declares them, with their help)
 ) -> None:
     """Write LLM passages at graded relevance levels (3 perfectly relevant ... 0 irrelevant) for queries.
 
@@ -128,39 +99,15 @@ def gen(
     listrank gen --dataset beir/scifact --split train --first 32 -o demo.jsonl --per-level 1   # a fixed slice
     ```
     """
-    from listrank.gen.generate import (
-        GenConfig, generate, load_queries, parse_backend_options, parse_levels, parse_shard, summary_table,
-    )
+    from listrank.gen.generate import generate, queries_for, summary_table
 
-    from listrank.atomic import check_output_file
-
-    check_output_file(output, inputs=[queries] if queries else [], what="--output")
-    if dataset is not None:
-        from listrank.datasets import resolve
-
-        check_output_file(output, inputs=resolve(dataset, data_dir).files(), what="--output")
-    queries_list, stats = load_queries(queries, dataset, split, data_dir, skip_invalid)
-    if first is not None:
-        if first < 1:
-            raise ListrankError(f"--first must be at least 1, got {first}")
-        queries_list = queries_list[:first]
+    config = from_options(GenConfig, options)
+    queries_list, stats = queries_for(config, queries)
     if stats.skipped:
         console.print(f"[yellow]warning:[/] skipped {stats.skipped} invalid query line(s), e.g. {escape(stats.first_errors[0])}")
-    options = parse_backend_options(backend_opt)
-    if tensor_parallel_size is not None:
-        options["tensor_parallel_size"] = str(tensor_parallel_size)
-    config = GenConfig(
-        output=output, backend=backend, model=model, backend_options=options,
-        prompt_version=prompt_version, prompt_file=prompt_file, strategy=strategy, filter=list_filter,
-        levels=parse_levels(levels),
-        per_level=per_level, passage_words=passage_words, min_words=min_words, max_words=max_words,
-        temperature=temperature, top_p=top_p, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed,
-        max_attempts=max_attempts,
-        batch_size=batch_size, shard=parse_shard(shard), limit=limit, rejects=rejects,
-        retry_rejected=retry_rejected, export_beir=export_beir, export_split=export_split, progress=not no_progress,
-    )
     summary = generate(config, queries_list)
     console.print(summary_table(summary))
+
 
 # --- shared options ---------------------------------------------------------------------------
 
@@ -456,7 +403,7 @@ def regressions_cmd(
 
 
 @command("train")
-@with_config_options(TrainConfig)
+@cli_support.with_config_options(TrainConfig)
 def train(
     synthetic: list[Path] = typer.Argument(None, help="`listrank gen` output files (JSONL synthetic lists)."),
     output: Path = typer.Option(..., "--output", "-o", help="Model folder (sentence-transformers layout) + logs + checkpoints."),

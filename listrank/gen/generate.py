@@ -37,8 +37,9 @@ from listrank.formats import (
     write_qrels,
     write_queries,
 )
-from listrank.gen.backends.base import Backend, Completion, Request, Sampling, get_backend
-from listrank.gen.prompts import DEFAULT_VERSION, PromptBuilder, level_key, load_template
+from listrank.gen.backends.base import Backend, Completion, Sampling, get_backend
+from listrank.gen.prompts import DEFAULT_VERSION, level_key
+from listrank.options import data_dir_option, option, recorded
 from listrank.progress import progress_bar
 
 console = Console(stderr=True)
@@ -52,45 +53,75 @@ _IDENTITY_MISSING = {"repeat_penalty": 1.0, "strategy": "sycl-v1", "filter": Non
 
 @dataclass
 class GenConfig:
-    """Everything `listrank gen` needs besides the queries (the CLI flags, one field each)."""
+    """Everything `listrank gen` does besides the queries file: one field per flag, each declared
+    once with its help and default (`listrank.options`; the CLI's flags are made from them).
 
-    output: Path
-    backend: str = "llama-cpp"
-    model: str | None = None
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    prompt_version: str = DEFAULT_VERSION
-    prompt_file: Path | None = None
+    `__post_init__` checks them; the fields not declared `record=False` go into every line's
+    `generator` (what made the list; not where files go, which slice, or how fast)."""
+
+    output: Path = option(help="Synthetic lists (JSONL); re-running resumes it.", flags=("--output", "-o"),
+                          record=False)
+    # where the queries come from (besides a queries file, the command's argument)
+    dataset: str | None = option(None, "Take the queries of a dataset id or BEIR folder.")
+    split: str | None = option(None, "With --dataset: only queries judged in this split.")
+    data_dir: Path | None = data_dir_option("Where dataset ids resolve (else $LISTRANK_DATA).")
+    skip_invalid: bool = option(False, "Skip malformed query lines (warn, count).", flags=("--skip-invalid",),
+                                record=False)
+    backend: str = option("llama-cpp", "llama-cpp, vllm, openai-http, or module:Class.")
+    model: str | None = option(None, "GGUF path (llama-cpp; default: bundled SmolLM2-135M-Instruct), HF id or "
+                                     "folder (vllm).")
+    tensor_parallel_size: int | None = option(None, "vllm: GPUs per model.", record=False)  # -> backend_options
+    backend_options: dict[str, Any] = option(
+        help="Backend setting KEY=VALUE (repeatable), e.g. n_ctx=8192.", flags=("--backend-opt",),
+        default_factory=dict, cli_type=list[str], cli_default=[], parse=lambda pairs: parse_backend_options(pairs))
     # A name of listrank.gen.strategies, or "auto": the default for the backend (see there).
-    strategy: str = "auto"
+    strategy: str = option("auto", "How lists are asked for: sycl-v1 (one call, the paper's), levels-v1, "
+                                   "levels-fewshot-v1, levels-fewshot-borrow-v1 (one call per level; docs/gen.md); "
+                                   "auto: levels-fewshot-borrow-v1 for llama-cpp, sycl-v1 otherwise.")
     # None, "bm25" or "encoder": keep a list only if that scorer puts level 3 above level 0
     # (listrank.gen.filters); the others go to the rejects file.
-    filter: str | None = None
-    levels: tuple[int, ...] = (3, 2, 1, 0)
-    per_level: int = 2
-    passage_words: int = 80  # the length the prompt asks for
-    min_words: int = 5  # validation bounds for each passage
-    max_words: int = 400
-    temperature: float = 0.7
-    top_p: float = 0.95
-    repeat_penalty: float | None = None  # None: the backend's default_repeat_penalty
-    max_tokens: int = 2048
-    seed: int = 0
-    max_attempts: int = 3
-    batch_size: int | None = None  # None: the backend's default
-    shard: tuple[int, int] = (0, 1)  # (index, count), index 0-based
-    limit: int | None = None  # at most this many new queries (after sharding and resume)
-    rejects: Path | None = None  # None: `<output>.rejects.jsonl`
-    retry_rejected: bool = False
-    export_beir: Path | None = None
-    export_split: str = "train"
-    progress: bool = True
+    filter: str | None = option(None, "Keep a list only if this scorer puts level 3 above level 0: bm25 or encoder "
+                                      "(the others go to the rejects file).")
+    prompt_version: str = option(DEFAULT_VERSION, "Built-in prompt template (sycl-v1 strategy).")
+    prompt_file: Path | None = option(None, "Own template (YAML/JSON with `user`, or text).")
+    levels: tuple[int, ...] = option((3, 2, 1, 0), "Relevance levels to write, best first.", cli_type=str,
+                                     cli_default="3,2,1,0", parse=lambda spec: parse_levels(spec))
+    per_level: int = option(2, "Passages per level.")
+    passage_words: int = option(80, "Passage length the prompt asks for.")
+    min_words: int = option(5, "Reject passages shorter than this.")  # validation bounds for each passage
+    max_words: int = option(400, "Reject passages longer than this.")
+    temperature: float = option(0.7, "Sampling temperature.")
+    top_p: float = option(0.95, "Nucleus sampling: the smallest token set of this probability.")
+    repeat_penalty: float | None = option(None, "Damp tokens already written, 1.0 = off (default: the backend's, "
+                                                "1.1 llama-cpp, 1.0 others).")
+    max_tokens: int = option(2048, "Per answer.")
+    seed: int = option(0, "Same seed + backend + model + prompt = same output.")
+    max_attempts: int = option(3, "Tries per query before it goes to the rejects file.")
+    batch_size: int | None = option(None, "Queries per batch (default: the backend's).", record=False)
+    shard: tuple[int, int] = option((0, 1), "i/n: only this machine's share of the queries (i from 0).",
+                                    cli_type=str, cli_default=None, parse=lambda spec: parse_shard(spec),
+                                    record=False)
+    first: int | None = option(None, "Only the first N queries of the input: a fixed slice, so a re-run resumes the "
+                                     "same queries.", record=False)
+    limit: int | None = option(None, "At most this many new queries.", record=False)  # after sharding and resume
+    rejects: Path | None = option(None, "Default: `<output>.rejects.jsonl`.", record=False)
+    retry_rejected: bool = option(False, "Try the queries in the rejects file again.", flags=("--retry-rejected",),
+                                  record=False)
+    export_beir: Path | None = option(None, "Also write a BEIR folder with graded qrels.", record=False)
+    export_split: str = option("train", "Qrels split name of the BEIR export.", record=False)
+    progress: bool = option(True, "No progress bar.", flags=("--no-progress",), cli_type=bool, cli_default=False,
+                            parse=lambda no_progress: not no_progress, record=False)
 
     def __post_init__(self):
         self.output = Path(self.output)
         self.levels = tuple(int(lv) for lv in self.levels)
+        if self.tensor_parallel_size is not None:
+            self.backend_options = {**self.backend_options, "tensor_parallel_size": str(self.tensor_parallel_size)}
         index, count = self.shard
         if count < 1 or not 0 <= index < count:
             raise ListrankError(f"--shard {index}/{count}: expected i/n with 0 <= i < n")
+        if self.first is not None and self.first < 1:
+            raise ListrankError(f"--first must be at least 1, got {self.first}")
         if self.max_attempts < 1:
             raise ListrankError("--max-attempts must be at least 1")
         if self.min_words < 1 or self.max_words < self.min_words:
@@ -430,6 +461,11 @@ def _generate_locked(config, queries, backend, out, strategy, list_filter, summa
             "max_tokens": config.max_tokens,
             "seed": config.seed,
             "filter": config.filter,
+        }
+        # the other settings that made the lists (listrank.options.recorded: not where files go)
+        generator.update({k: v for k, v in recorded(config).items() if k not in generator})
+        generator = {
+            **generator,
             **strategy.record_extra(),
             "listrank": __version__,
         }
@@ -542,6 +578,20 @@ def load_queries(
             raise ListrankError("--split needs --dataset (a queries file has no qrels to split by)")
         return read_queries(queries_file, skip_invalid=skip_invalid, stats=stats), stats
     return resolve(dataset, data_dir=data_dir).queries(split, skip_invalid=skip_invalid, stats=stats), stats
+
+
+def queries_for(config: GenConfig, queries_file: str | os.PathLike | None = None) -> tuple[list[Query], ReadStats]:
+    """The queries of a `listrank gen` run: those of `queries_file` or of `config.dataset` (judged in
+    `config.split`), the first `config.first` of them; an --output that is one of the inputs is refused."""
+    check_output_file(config.output, inputs=[queries_file] if queries_file else [], what="--output")
+    if config.dataset is not None:
+        from listrank.datasets import resolve
+
+        check_output_file(config.output, inputs=resolve(config.dataset, config.data_dir).files(), what="--output")
+    queries, stats = load_queries(queries_file, config.dataset, config.split, config.data_dir, config.skip_invalid)
+    if config.first is not None:
+        queries = queries[: config.first]
+    return queries, stats
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from listrank.errors import ListrankError
+from listrank.options import option  # a TrainConfig field that is also a `listrank train` flag
 
 PAD_MODES = ("repeat", "skip")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -156,11 +157,6 @@ def apply_label_map(rules: list[tuple[str, int | None]], label: int) -> int | No
     return label
 
 
-def option(default: Any, help: str) -> Any:
-    """A TrainConfig field that is also a `listrank train` flag, with its help text."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class TrainConfig:
     """All arguments of a training run (Tevatron style: one dataclass, thin drivers).
@@ -173,7 +169,7 @@ class TrainConfig:
     """
 
     # Each field is declared once: its type, default and help text here. `listrank train` makes
-    # its flags from the fields that have help (`--name-with-dashes`; listrank.train.cli_support),
+    # its flags from the fields that have help (`--name-with-dashes`; listrank.options),
     # listrank.json records every field, and `validate()` checks them.
     output: str = ""
     sources: list[SourceConfig] = field(default_factory=list)
