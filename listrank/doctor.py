@@ -283,4 +283,55 @@ def report_json(results: list[CheckResult]) -> dict:
             "ok": all(r.ok for r in results if r.required)}
 
 
-__all__ = ["Check", "CheckResult", "CHECKS", "run_check", "run_checks", "select", "machine_info", "report_json"]
+def results_table(results: list[CheckResult]):
+    """The rich table `listrank doctor` prints: one row per check."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="listrank doctor", show_lines=False)
+    for col in ("component", "status", "what was checked / what happened", "s"):
+        table.add_column(col, justify="right" if col == "s" else "left")
+    for r in results:
+        status_text = "[green]ok[/]" if r.ok else ("[red]FAIL[/]" if r.required else "[yellow]absent (optional)[/]")
+        table.add_row(r.name, status_text, escape(r.detail if r.ok else f"{r.what}: {r.detail}"), f"{r.seconds:.1f}")
+    return table
+
+
+def run_doctor(names: list[str] | None = None, json_out: str | os.PathLike | None = None, *, out, err) -> dict:
+    """`listrank doctor`: the machine line and each check as it finishes (to `err`), the table (to
+    `out`), a one-line fix per failure (to `err`), the report as JSON at `json_out`. Raises
+    `ListrankError` with exit code 1 when a required component fails; returns the report."""
+    from rich.markup import escape
+
+    from listrank import __version__
+    from listrank.atomic import atomic_write
+    from listrank.errors import ListrankError
+
+    checks = select(names)
+    info = machine_info()
+    err.print(f"[bold]listrank {__version__}[/] on {info['cpu']} ({info['cores_usable']} usable cores; "
+              f"{', '.join(info['cpu_isa']) or 'no AVX2'}), Python {info['python']}", highlight=False)
+    with err.status("checking") as status:
+        def seen(result: CheckResult) -> None:
+            mark = "[green]ok[/]" if result.ok else ("[red]FAIL[/]" if result.required else "[yellow]absent[/]")
+            status.console.print(f"  {mark} {result.name} ({result.seconds:.1f} s)", highlight=False)
+
+        results = run_checks(checks, on_result=seen)
+    out.print(results_table(results))
+    for r in results:
+        if not r.ok:
+            err.print(f"[bold]{'fix' if r.required else 'optional'} {r.name}:[/] {escape(r.fix)}", highlight=False)
+    report = report_json(results)
+    if json_out is not None:
+        with atomic_write(json_out) as f:
+            json.dump(report, f, indent=2)
+    if not report["ok"]:
+        failed = [r.name for r in results if r.required and not r.ok]
+        error = ListrankError(f"{len(failed)} required component(s) failed: {', '.join(failed)}")
+        error.exit_code = 1  # the environment is broken, not the command line (2)
+        raise error
+    return report
+
+
+__all__ = ["Check", "CheckResult", "CHECKS", "run_check", "run_checks", "select", "machine_info", "report_json",
+           "results_table", "run_doctor"]

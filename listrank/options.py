@@ -47,8 +47,12 @@ def option(default: Any = MISSING, help: str = "", *, flags: Sequence[str] | Non
 
 
 def option_fields(cls_or_obj: Any) -> list[dataclasses.Field]:
-    """The fields of a dataclass that are flags (declared with `option`)."""
-    return [f for f in dataclasses.fields(cls_or_obj) if "help" in f.metadata]
+    """The fields of a dataclass that are flags (declared with `option`): the class's own first,
+    then those it inherits (`EncoderOptions`), so that a command's `--help` starts with its own."""
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    flags = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+    own = cls.__dict__.get("__annotations__", {})
+    return [f for f in flags if f.name in own] + [f for f in flags if f.name not in own]
 
 
 def _flag_type(hint: Any) -> Any:

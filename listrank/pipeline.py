@@ -16,29 +16,32 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from listrank.datasets import Dataset, cache_dir
-from listrank.encoder import Encoder, display_name
 from listrank.formats import Run, slug
+from listrank.index import kind_option, params_option  # the flags `index` has too
+from listrank.errors import ListrankError
+from listrank.options import EncoderOptions, data_dir_option, given_flags, option, recorded
 from listrank.progress import stderr_console
 from listrank.retrieval import index_class
 from listrank.search import search
 
+if TYPE_CHECKING:  # importing the encoder imports torch: only where one is built
+    from listrank.encoder import Encoder
+
 
 @dataclass
-class DenseSettings:
-    """How a dense retriever encodes: the flags `index`, `search` and `eval` share."""
+class DenseSettings(EncoderOptions):
+    """How a dense retriever encodes (the `EncoderOptions` flags `index` and `eval` share) and, for
+    a cached index, its kind and build parameters."""
 
-    model: str | None = None
-    pooling: str | None = None
-    normalize: bool | None = None
-    max_length: int = 256
-    batch_size: int = 64
-    precision: str = "auto"
     kind: str = "flat"  # a dense index kind of listrank.retrieval: flat, hnsw, ivfpq
     params: dict | None = None  # its build parameters (`--param key=value`)
 
-    def encoder(self) -> Encoder:
+    def encoder(self) -> "Encoder":
+        from listrank.encoder import Encoder
+
         return Encoder(self.model, pooling=self.pooling, normalize=self.normalize, max_length=self.max_length,
                        precision=self.precision)
 
@@ -71,7 +74,7 @@ def _params_slug(params: dict | None) -> str:
     return "".join(f"-{k}{v}" for k, v in sorted((params or {}).items()))
 
 
-def _cache_entry(dataset: Dataset, kind: str, encoder: Encoder | None, params: dict | None) -> Path:
+def _cache_entry(dataset: Dataset, kind: str, encoder: "Encoder | None", params: dict | None) -> Path:
     cls = index_class(kind)
     if not cls.needs_encoder:
         return index_cache_dir(dataset, f"{cls.name}-flat{_params_slug(cls.resolve_params(params))}"
@@ -85,11 +88,11 @@ def _cache_entry(dataset: Dataset, kind: str, encoder: Encoder | None, params: d
                                     f"-{'norm' if spec.normalize else 'raw'}-{spec.max_length}-{precision}")
 
 
-def _dense_cache_dir(dataset: Dataset, encoder: Encoder) -> Path:
+def _dense_cache_dir(dataset: Dataset, encoder: "Encoder") -> Path:
     return _cache_entry(dataset, "flat", encoder, None)
 
 
-def ensure_index(dataset: Dataset, kind: str, *, encoder: Encoder | None = None, params: dict | None = None,
+def ensure_index(dataset: Dataset, kind: str, *, encoder: "Encoder | None" = None, params: dict | None = None,
                  batch_size: int = 64, index_dir: Path | None = None, show_progress: bool = True) -> Path:
     """Reuse the cached index of `kind` for this dataset (and encoder and parameters), or build it."""
     cls = index_class(kind)
@@ -102,7 +105,7 @@ def ensure_index(dataset: Dataset, kind: str, *, encoder: Encoder | None = None,
     return index_dir
 
 
-def ensure_dense_index(dataset: Dataset, encoder: Encoder, batch_size: int = 64,
+def ensure_dense_index(dataset: Dataset, encoder: "Encoder", batch_size: int = 64,
                        index_dir: Path | None = None, show_progress: bool = True, kind: str = "flat",
                        params: dict | None = None) -> Path:
     """Reuse the cached dense index for this dataset and encoder, or build it."""
@@ -149,9 +152,81 @@ def retrieve(
 # --- `listrank eval`: retrieve if no run, evaluate each run, compare, report ------------------
 
 
+@dataclass(kw_only=True)
+class EvalOptions(EncoderOptions):
+    """The flags of `listrank eval`, one field each (their help and default here; `listrank.options`
+    makes the flags). `__post_init__` checks each value, `check_runs` the flags against the run
+    files; `run_eval` records them (`listrank.options.recorded`) under "options" in the -o JSON."""
+
+    dataset: str = option(help="Dataset id or BEIR folder with the qrels.", flags=("--dataset", "-d"))
+    split: str | None = option(None, "Qrels split [default: test, else dev, else train].")
+    qrels: Path | None = option(None, "A qrels file (BEIR TSV or TREC) instead of the dataset's split.")
+    metrics: str | None = option(None, "Comma-separated, e.g. ndcg@10,mrr@10,recall@100,map@100,p@10.")
+    relevance_level: int = option(1, "Minimum grade counted relevant by binary metrics (TREC DL: 2).")
+    keep_self_hits: bool = option(False, "Keep hits whose doc id equals the query id (BEIR drops them).",
+                                  flags=("--keep-self-hits",))
+    complete: bool = option(False, "Score judged queries missing from a run as 0 (trec_eval -c).",
+                            flags=("--complete",))
+    output: Path | None = option(None, "Write metrics (aggregate + per query + tests) as JSON.",
+                                 flags=("--output", "-o"), record=False)
+    plot: Path | None = option(None, "PNG of per-query deltas of the first metric (needs two runs); with "
+                                     "--level-audit: score by level.", record=False)
+    permutations: int = option(10_000, "Randomization-test permutations.")
+    bm25: bool = option(False, "With no run: retrieve with Lucene BM25 (k1=0.9, b=0.4).", flags=("--bm25",))
+    kind: str | None = kind_option()
+    params: dict = params_option()
+    save_run: Path | None = option(None, "With no run: also write the retrieved run here.", record=False)
+    k: int | None = option(None, "With no run: hits per query [default: 1000].", flags=("-k",))
+    level_audit: bool = option(False, "Audit synthetic levels instead: how well the encoder's scores order each "
+                                      "query's own passages by level (--dataset: a gen --export-beir folder or gen "
+                                      "JSONL; -o JSON, --plot PNG of score by level).", flags=("--level-audit",))
+    data_dir: Path | None = data_dir_option()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        written = [p for p in (self.output, self.plot, self.save_run) if p is not None]
+        if len({Path(p).resolve() for p in written}) < len(written):
+            raise ListrankError("--output, --plot and --save-run must be different files")
+
+    def check_runs(self, runs: list[Path] | None) -> None:
+        """The flags against the run files given (none: eval retrieves)."""
+        if self.level_audit:
+            if runs or self.bm25:
+                raise ListrankError("--level-audit scores the dataset's own lists with a dense encoder; "
+                                    "it takes no run files and no --bm25")
+            return
+        if runs:
+            given = given_flags(self, ("model", "pooling", "normalize", "max_length", "batch_size", "precision",
+                                       "bm25", "save_run", "k", "kind", "params"))
+            if given:
+                raise ListrankError(f"{', '.join(given)} only apply when eval retrieves (no run files); "
+                                    "these runs are already retrieved")
+        if self.plot and len(runs or []) + (0 if runs else 1) < 2:
+            raise ListrankError("--plot needs two or more runs (it shows per-query deltas against the first)")
+
+
+def run_eval(runs: list[Path] | None, opts: EvalOptions, out=None, err=None):
+    """`listrank eval`: the level audit (`--level-audit`), or `evaluate_runs` (retrieving first when
+    no run is given), with the flags checked and recorded in the -o JSON."""
+    from listrank.atomic import check_output_file
+
+    inputs = [*(runs or []), opts.qrels]
+    for path, what in ((opts.output, "--output"), (opts.plot, "--plot"), (opts.save_run, "--save-run")):
+        check_output_file(path, inputs=inputs, what=what)
+    opts.check_runs(runs)
+    if opts.level_audit:
+        return level_audit(opts.dataset, opts.split, opts.qrels, opts.dense_settings(), output=opts.output,
+                           plot=opts.plot, data_dir=opts.data_dir, out=out, err=err, options=recorded(opts))
+    return evaluate_runs(opts.dataset, runs, split=opts.split, qrels=opts.qrels, metrics=opts.metrics,
+                         relevance_level=opts.relevance_level, keep_self_hits=opts.keep_self_hits,
+                         complete=opts.complete, output=opts.output, plot=opts.plot,
+                         permutations=opts.permutations, bm25=opts.bm25, kind=opts.kind, params=opts.params,
+                         save_run=opts.save_run, k=opts.k, dense=opts.dense_settings(), data_dir=opts.data_dir,
+                         out=out, err=err, options=recorded(opts))
+
+
 def index_kind(kind: str | None, bm25: bool) -> str:
     """The index kind `--kind`/`--bm25` ask for (default flat; bm25 with `--bm25`)."""
-    from listrank.errors import ListrankError
     from listrank.retrieval import available
 
     if kind is None:
@@ -199,25 +274,27 @@ def evaluate_runs(
     permutations: int = 10_000,
     bm25: bool = False,
     kind: str | None = None,
-    param: list[str] | None = None,
+    params: dict | None = None,
     save_run: Path | None = None,
     k: int | None = None,
     dense: DenseSettings | None = None,
     data_dir: Path | None = None,
     out=None,
     err=None,
+    options: dict | None = None,
 ) -> list:
     """`listrank eval` with its flags checked: retrieve when no run is given (the cached index of
     `retrieve`), evaluate each run against the judgements, compare them when there are several,
     print warnings (to `err`) and the table (to `out`), write `output` JSON and one `plot` per run
-    after the first. Returns the per-run results (`listrank.evaluate.RunResult`)."""
+    after the first; `options` (the command's flags) are recorded in the JSON. Returns the per-run
+    results (`listrank.evaluate.RunResult`)."""
+    from rich.markup import escape
+
     from listrank import evaluate as ev
     from listrank.atomic import check_output_file
     from listrank.datasets import resolve
-    from listrank.errors import ListrankError
+    from listrank.encoder import display_name
     from listrank.formats import read_run, write_run
-    from listrank.retrieval import parse_params
-    from rich.markup import escape
 
     err = err or stderr_console
     out = out or stderr_console
@@ -233,7 +310,7 @@ def evaluate_runs(
     if not runs:
         kind = index_kind(kind, bm25)
         cls = index_class(kind)
-        given = parse_params(param)
+        given = params or {}
         build = {k_: v for k_, v in given.items() if k_ in cls.build_params}
         search_params = cls.resolve_params({k_: v for k_, v in given.items() if k_ not in cls.build_params},
                                            at_search=True)
@@ -253,7 +330,7 @@ def evaluate_runs(
             err.print(f"[yellow]warning:[/] {escape(result.name)}: {escape(warning)}", highlight=False)
     out.print(ev.results_table(results, comparison, title=f"{qrels_name} ({results[0].n_queries} queries)"))
     if output:
-        ev.write_results_json(output, results, comparison)
+        ev.write_results_json(output, results, comparison, options=options)
         err.print(f"metrics → {output}", highlight=False)
     if plot:
         if len(results) < 2:
@@ -267,9 +344,10 @@ def evaluate_runs(
 
 def level_audit(dataset: str, split: str | None, qrels: Path | None, dense: DenseSettings,
                 output: Path | None = None, plot: Path | None = None, data_dir: Path | None = None,
-                out=None, err=None):
+                out=None, err=None, options: dict | None = None):
     """`eval --level-audit`: score each query against its own synthetic passages (listrank.audit),
-    print the warnings (`err`) and tables (`out`), write `output` JSON and the `plot` PNG."""
+    print the warnings (`err`) and tables (`out`), write `output` JSON (with `options`, the
+    command's flags) and the `plot` PNG."""
     from rich.markup import escape
 
     from listrank import audit
@@ -282,7 +360,7 @@ def level_audit(dataset: str, split: str | None, qrels: Path | None, dense: Dens
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     out.print(audit.audit_tables(result))
     if output:
-        err.print(f"level audit → {audit.write_audit_json(output, result)}", highlight=False)
+        err.print(f"level audit → {audit.write_audit_json(output, result, options=options)}", highlight=False)
     if plot:
         err.print(f"plot → {audit.plot_levels(result, plot)}", highlight=False)
     return result

@@ -61,10 +61,12 @@ def audit_tables(result: AuditResult) -> "Group":
     return Group(summary, pairs, levels)
 
 
-def write_audit_json(path: PathLike, result: AuditResult) -> Path:
+def write_audit_json(path: PathLike, result: AuditResult, options: dict[str, Any] | None = None) -> Path:
+    """The audit as JSON, with the command's `options` (`listrank eval --level-audit`'s flags) when given."""
     path = Path(path)
+    obj = result.to_json() if options is None else {**result.to_json(), "options": options}
     with atomic_write(path) as fh:
-        json.dump(_plain(result.to_json()), fh, indent=2, ensure_ascii=False, allow_nan=False)
+        json.dump(_plain(obj), fh, indent=2, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
     return path
 

@@ -70,12 +70,17 @@ def results_json(results: Sequence[EvalResult] | EvalResult, comparison: Compari
 
 
 def write_results_json(
-    path: PathLike, results: Sequence[EvalResult] | EvalResult, comparison: Comparison | None = None
+    path: PathLike, results: Sequence[EvalResult] | EvalResult, comparison: Comparison | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `results_json(...)` atomically (no NaN: every value is a finite number)."""
+    """Write `results_json(...)` atomically (no NaN: every value is a finite number), with the
+    command's `options` (`listrank eval`'s flags) under "options" when given."""
     path = Path(path)
+    obj = results_json(results, comparison)
+    if options is not None:
+        obj = {**obj, "options": options}
     with atomic_write(path) as fh:
-        json.dump(results_json(results, comparison), fh, indent=1, ensure_ascii=False, allow_nan=False)
+        json.dump(obj, fh, indent=1, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
     return path
 
