@@ -124,10 +124,11 @@ def test_gen_records_its_settings_in_each_line(tmp_path):
     assert result.exit_code == 0, result.output
     generator = json.loads(out.read_text().splitlines()[0])["generator"]
     assert generator["min_words"] == 2 and generator["max_words"] == 400 and generator["max_attempts"] == 2
-    assert generator["backend_options"] == {"per_level": "2"} and generator["dataset"] is None
-    assert generator["backend"] == "fake-echo"  # the backend's own name, as before
-    for where in ("batch_size", "shard", "output", "rejects", "progress", "first", "limit"):
-        assert where not in generator  # how and where it ran, not what made the list
+    assert generator["dataset"] is None and generator["backend"] == "fake-echo"  # the backend's own name
+    # how and where it ran is not what made the list: a resumed run with another --backend-opt
+    # (threads, a server URL) or --batch-size writes the same bytes (tests/test_gen_kill.py)
+    for where in ("backend_options", "batch_size", "shard", "output", "rejects", "progress", "first", "limit"):
+        assert where not in generator
 
 
 @pytest.fixture

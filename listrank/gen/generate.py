@@ -73,7 +73,8 @@ class GenConfig:
     tensor_parallel_size: int | None = option(None, "vllm: GPUs per model.", record=False)  # -> backend_options
     backend_options: dict[str, Any] = option(
         help="Backend setting KEY=VALUE (repeatable), e.g. n_ctx=8192.", flags=("--backend-opt",),
-        default_factory=dict, cli_type=list[str], cli_default=[], parse=lambda pairs: parse_backend_options(pairs))
+        default_factory=dict, cli_type=list[str], cli_default=[], parse=lambda pairs: parse_backend_options(pairs),
+        record=False)  # how the backend runs (threads, server URL, n_ctx), not what a line says
     # A name of listrank.gen.strategies, or "auto": the default for the backend (see there).
     strategy: str = option("auto", "How lists are asked for: sycl-v1 (one call, the paper's), levels-v1, "
                                    "levels-fewshot-v1, levels-fewshot-borrow-v1 (one call per level; docs/gen.md); "
