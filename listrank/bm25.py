@@ -30,7 +30,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from listrank.atomic import atomic_dir, is_listrank_folder
 from listrank.errors import ListrankError
