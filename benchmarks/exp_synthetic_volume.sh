@@ -83,15 +83,4 @@ for ds in $TESTS; do
     | tee "$OUT/$test.table.md"
 done
 # which step validation picked, per run
-"$PYTHON" - "$OUT"/models/*/listrank.json <<'EOF' | tee "$OUT/validation.md"
-import json, sys
-print("| run | validation nDCG@10 at step 0 | best step | its score | last step | final model |")
-print("|---|---|---|---|---|---|")
-for path in sys.argv[1:]:
-    v = json.load(open(path)).get("validation") or {}
-    if not v:
-        continue
-    last = max((h["step"] for h in v["history"]), default=0)
-    print(f"| {path.split('/')[-2]} | {v['baseline']['score']:.4f} | {v['best']['step']} | "
-          f"{v['best']['score']:.4f} | {last} | {v['final_model']} |")
-EOF
+"$PYTHON" benchmarks/exp_tables.py --validation "$OUT"/models/*/listrank.json | tee "$OUT/validation.md"

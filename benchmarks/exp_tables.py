@@ -10,6 +10,10 @@ CLI table).
 With `--diagnosis`, the files are `benchmarks/exp_dl_diagnose.py` outputs: one table per file, a row
 per (B, G, loss setting).
 
+With `--validation`, the files are trained models' `listrank.json`: one row per run with the
+validation score at step 0, the step validation picked and its score, the last step, and which
+model was kept.
+
 With `--seeds`, runs named `NAME-s<seed>` are one setting trained with several seeds: each row is a
 setting with the mean ± sd (sample sd, n-1) over its seeds of each metric, the mean delta to the
 baseline, and two significance summaries: `k/n†`, how many single-seed runs the `listrank eval`
@@ -116,13 +120,31 @@ def diagnosis_table(path: Path, metrics=None) -> str:
     return "\n".join(lines)
 
 
+def validation_table(paths: list[Path]) -> str:
+    lines = ["| run | validation | nDCG@10 at step 0 | best step | its score | last step | final model |",
+             "|---|---|---|---|---|---|---|"]
+    for path in paths:
+        v = json.loads(path.read_text()).get("validation") or {}
+        if not v:
+            continue
+        last = max((h["step"] for h in v["history"]), default=0)
+        where = v.get("set", {}).get("name", "")
+        lines.append(f"| {path.parent.name} | {where} | {v['baseline']['score']:.4f} | {v['best']['step']} | "
+                     f"{v['best']['score']:.4f} | {last} | {v['final_model']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--metrics", default=None, help="comma-separated; default: all in the file")
     parser.add_argument("--seeds", action="store_true", help="one row per setting (runs NAME-s<seed>): mean ± sd")
     parser.add_argument("--diagnosis", action="store_true", help="the files are exp_dl_diagnose.py outputs")
+    parser.add_argument("--validation", action="store_true", help="the files are trained models' listrank.json")
     args = parser.parse_args()
+    if args.validation:
+        print(validation_table(args.files))
+        return
     metrics = args.metrics.split(",") if args.metrics else None
     make = diagnosis_table if args.diagnosis else seed_table if args.seeds else table
     print("\n\n".join(make(f, metrics) for f in args.files))
