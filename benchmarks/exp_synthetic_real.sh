@@ -30,9 +30,9 @@ GROUP_MIX=${GROUP_MIX:-7}     # the paper's group size for synthetic + real
 MINE_COUNT=${MINE_COUNT:-3}
 # SciFact abstracts fill the 256-token window: 64 x 4 of them with a graph need > 20 GB, so the
 # batch is embedded 16 queries at a time (GradCache; same gradients to 1e-5,
-# tests/test_train_gradcache.py). Tokenising in the main process (--num-workers 0): a DataLoader
-# worker forked from a process that holds the BM25 miner's JVM and the validation corpus doubled
-# its memory at the epoch boundary and the kernel killed it (24 GB machine).
+# tests/test_train_gradcache.py). Tokenising in the main process (--num-workers 0): with chunks of
+# 32 the kernel killed the run at the first epoch boundary, when the trainer (12.9 GB) forked a new
+# DataLoader worker, on this 24 GB machine (two runs side by side need ~6.5 + ~11.5 GB at chunk 16).
 GRAD_CACHE=${GRAD_CACHE:-16}
 EPOCHS=${EPOCHS:-1}
 LR=${LR:-2e-5}
