@@ -114,26 +114,8 @@ for seed in $SEEDS; do
         --eval-dataset "$split" --eval-split dev --eval-steps "$EVAL_STEPS" \
         --save-steps 0 --overwrite --no-progress > "$OUT/$tag.train.log" 2>&1
     fi
-    for ds in $TESTS; do
-      test=${ds##*/}
-      run="$OUT/$test.from-$tag.run.jsonl"
-      [ -f "$run" ] || "$LISTRANK" eval --dataset "$ds" --model "$model" --precision "$EVAL_PRECISION" \
-        --metrics "$METRICS" --save-run "$run" -o "${run%.run.jsonl}.metrics.json"
-    done
+    eval_model "$model" "$tag"
   done
 done
 
-for ds in $TESTS; do
-  test=${ds##*/}
-  base="$OUT/$test.base.run.jsonl"
-  [ -f "$base" ] || "$LISTRANK" eval --dataset "$ds" --precision "$EVAL_PRECISION" --metrics "$METRICS" \
-    --save-run "$base" -o "${base%.run.jsonl}.metrics.json"
-  runs=()
-  for run in "$OUT/$test.from-"*"-s"*.run.jsonl; do [ -f "$run" ] && runs+=("$run"); done
-  [ ${#runs[@]} -gt 0 ] || continue
-  "$LISTRANK" eval "$base" "${runs[@]}" --dataset "$ds" --metrics "$METRICS" -o "$OUT/$test.compare.json"
-  "$PYTHON" benchmarks/exp_tables.py "$OUT/$test.compare.json" --seeds --metrics nDCG@10,MRR@10,Recall@100 \
-    | tee "$OUT/$test.table.md"
-done
-# which step validation picked, per run
-"$PYTHON" benchmarks/exp_tables.py --validation "$OUT"/models/*/listrank.json | tee "$OUT/validation.md"
+compare_to_base
