@@ -5,8 +5,9 @@
 #
 #   LISTRANK_DATA=../shared/data GPUS=8 TP=2 LLM=Qwen/Qwen2.5-7B-Instruct bash examples/sycl_gpu.sh runs/gpu
 #
-# It is `make demo` (examples/sycl_pipeline.py) with the sizes turned up; that CPU version runs in
-# CI. This script itself has not been run by the project: no GPU was available to it. Every stage
+# It is examples/sycl_pipeline.py (synthetic lists only) with the sizes turned up; that CPU version
+# runs in CI. (`make demo` trains on real in-domain pairs instead, the better recipe with the 135M
+# LLM on a CPU.) This script itself has not been run by the project: no GPU was available to it. Every stage
 # skips its work when its output exists, so a stopped run can be started again.
 set -euo pipefail
 

@@ -1,6 +1,7 @@
 """The SyCL pipeline in one readable script, through listrank's Python API.
 
-The same stages as `make demo` (which drives the CLI):
+The method on its own, synthetic lists only (`make demo`, which drives the CLI, trains on the
+domain's real pairs instead: the better recipe with the bundled 135M LLM, docs/experiments.md d):
 
   1. gen    an LLM writes passages at four relevance levels (3 perfectly relevant, 2 highly
             relevant, 1 related, 0 irrelevant) for real MS MARCO training queries

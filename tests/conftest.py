@@ -30,20 +30,23 @@ def data_root() -> Path:
 
 @pytest.fixture
 def make_scifact_folder(data_root):
-    """A function writing a BEIR folder of SciFact: the first `n_queries` test queries, their
-    judged documents and the first `n_docs` documents of the corpus."""
+    """A function writing a BEIR folder of SciFact: the first `n_queries` test queries (and, with
+    `n_train`, the first `n_train` train queries as a train split), their judged documents and the
+    first `n_docs` documents of the corpus."""
     from listrank.datasets import resolve
     from listrank.formats import write_corpus, write_qrels, write_queries
 
-    def make(root: Path, n_queries: int, n_docs: int) -> Path:
+    def make(root: Path, n_queries: int, n_docs: int, n_train: int = 0) -> Path:
         ds = resolve("beir/scifact", data_dir=data_root)
-        qrels = ds.qrels("test")
-        queries = ds.queries("test")[:n_queries]
-        wanted = {d for q in queries for d in qrels[q.id]}
+        splits = {"test": n_queries, "train": n_train}
+        chosen = {split: ds.queries(split)[:n] for split, n in splits.items() if n}
+        qrels = {split: ds.qrels(split) for split in chosen}
+        wanted = {d for split, qs in chosen.items() for q in qs for d in qrels[split][q.id]}
         docs = [d for d in ds.corpus if d.id in wanted] + ds.corpus[:n_docs]
         write_corpus(root / "corpus.jsonl", list({d.id: d for d in docs}.values()))
-        write_queries(root / "queries.jsonl", queries)
-        write_qrels(root / "qrels" / "test.tsv", {q.id: qrels[q.id] for q in queries})
+        write_queries(root / "queries.jsonl", list({q.id: q for qs in chosen.values() for q in qs}.values()))
+        for split, qs in chosen.items():
+            write_qrels(root / "qrels" / f"{split}.tsv", {q.id: qrels[split][q.id] for q in qs})
         return root
 
     return make

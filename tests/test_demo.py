@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from listrank.formats import read_synthetic
+from listrank.datasets import resolve
+from listrank.formats import read_synthetic, write_queries
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +28,20 @@ def make_demo(demo: Path, eval_dir: Path, *args: str) -> subprocess.CompletedPro
     listrank = shutil.which("listrank", path=str(Path(sys.executable).parent)) or "listrank"
     return subprocess.run(
         ["make", "--no-print-directory", *(args or ["demo"]), f"DEMO={demo}", "DEMO_DEPS=", f"LISTRANK={listrank}",
-         "DEMO_QUERIES=16", f"DEMO_EVAL={eval_dir}",
+         "DEMO_QUERIES=16", f"DEMO_DATA={eval_dir}",
          # one llama.cpp thread: robust on a busy CI machine, where spinning threads contend
          "DEMO_GEN_FLAGS=--per-level 1 --passage-words 50 --max-tokens 800 --seed 0 --backend-opt n_threads=1 --no-progress",
-         "DEMO_TRAIN_FLAGS=--loss wasserstein --epochs 2 --batch-size 2 --lr 2e-5 --save-steps 2 --no-progress"
-         " --eval-holdout 0.25 --eval-steps 2"],
+         # the demo's recipe (real pairs, list-wise, cached gradients, validated), at a small size
+         "DEMO_TRAIN_FLAGS=--loss wasserstein --loss-opt label_temperature=0.25 --normalize --temperature 0.05"
+         " --epochs 2 --batch-size 8 --group-size 4 --grad-cache-chunk 4 --num-workers 0 --lr 2e-5 --save-steps 2"
+         " --eval-holdout 0.25 --eval-steps 2 --no-progress"],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
 
 
 def test_make_demo_end_to_end(tmp_path, make_scifact_folder, monkeypatch):
     monkeypatch.setenv("LISTRANK_INDEX_CACHE", str(tmp_path / "index-cache"))
-    eval_dir = make_scifact_folder(tmp_path / "small-scifact", n_queries=25, n_docs=400)
+    eval_dir = make_scifact_folder(tmp_path / "small-scifact", n_queries=25, n_docs=400, n_train=40)
     demo = tmp_path / "demo"
 
     done = make_demo(demo, eval_dir)
@@ -52,9 +55,14 @@ def test_make_demo_end_to_end(tmp_path, make_scifact_folder, monkeypatch):
     audit = json.loads((demo / "audit.json").read_text())
     assert audit and (demo / "levels.png").read_bytes()[:8] == PNG_MAGIC
 
-    # train: a finished Wasserstein run whose model the encoder loads
+    # train: a finished Wasserstein run on the domain's real training pairs (judged positives at 3,
+    # BM25-mined negatives at 1), not on the 135M LLM's lists (they dilute real pairs, docs/experiments.md d)
     meta = json.loads((demo / "model" / "listrank.json").read_text())
     assert meta["loss"] == "wasserstein" and meta["finished"] and meta["steps"] >= 1
+    assert meta["loss_options"] == {"label_temperature": 0.25} and meta["normalize"] and meta["temperature"] == 0.05
+    (source,) = meta["data"]["report"]["sources"]
+    assert source["kind"] == "qrels" and source["queries"] == 40 and source["missing_docs"] == 0
+    assert source["mined"] > 0 and set(source["label_counts"]) == {"1", "3"}
     assert (demo / "model" / "train_curve.png").read_bytes()[:8] == PNG_MAGIC
     # the model is a validated checkpoint: held-out training lists, never the test split it reports
     v = meta["validation"]
@@ -83,8 +91,11 @@ def test_make_demo_end_to_end(tmp_path, make_scifact_folder, monkeypatch):
     for name in ("synth.jsonl", "synth.rejects.jsonl"):
         if (demo / name).exists():
             shutil.copy(demo / name, example / name)
+    # the queries the demo's gen answered: the first 16 of the train split
+    write_queries(example / "queries.jsonl", resolve(str(eval_dir)).queries("train")[:16])
     done = subprocess.run(
         [sys.executable, "examples/sycl_pipeline.py", "--queries", "16", "--eval-dataset", str(eval_dir),
+         "--queries-file", str(example / "queries.jsonl"),
          "--epochs", "2", "--batch-size", "2", "--out", str(example)],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
