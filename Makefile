@@ -65,7 +65,7 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 # The README's main job: a retriever for one domain, trained the best honest way measured so far
-# (docs/experiments.md, section d), on a 2-core CPU in about 15 minutes, offline.
+# (docs/experiments.md, section d), on a 2-core CPU in about 16 minutes, offline.
 #   gen    graded passages (levels 3/2/1/0) for the first DEMO_QUERIES training queries of DEMO_DATA,
 #          written by the bundled SmolLM2-135M-Instruct through llama.cpp; level audit + PNG
 #   train  all-MiniLM-L6-v2 with the list-wise Wasserstein loss on the domain's real training pairs
@@ -94,8 +94,9 @@ DEMO_TRAIN_FLAGS ?= --loss wasserstein --loss-opt label_temperature=0.25 --norma
   --epochs 1 --batch-size 64 --group-size 4 --grad-cache-chunk 16 --num-workers 0 --lr 2e-5 --precision bf16 \
   --eval-holdout 0.1 --eval-steps 4 --save-steps 4
 DEMO_EVAL ?= $(DEMO_DATA)
+DEMO_EVAL_FLAGS ?=
 # base and trained model encoded alike (bf16 autocast), so the comparison is like for like
-DEMO_EVAL_FLAGS ?= --precision bf16
+DEMO_ENCODE_FLAGS ?= --precision bf16
 
 demo: $(DEMO)/levels.png $(DEMO)/compare.json
 	@echo "demo done: $(DEMO)/compare.json; plots: $(DEMO)/levels.png, $(DEMO)/model/train_curve.png, $(DEMO)/compare.sycl.png, $(DEMO)/compare.bm25.png"
@@ -114,18 +115,18 @@ $(DEMO)/model/listrank.json: $(DEMO_SYNTH) | $(DEMO_DEPS)
 
 $(DEMO)/base.run.jsonl: | $(DEMO_DEPS)
 	@mkdir -p $(DEMO)
-	$(LISTRANK) eval --dataset $(DEMO_EVAL) $(DEMO_EVAL_FLAGS) --save-run $@ -o $(DEMO)/base.metrics.json
+	$(LISTRANK) eval --dataset $(DEMO_EVAL) $(DEMO_EVAL_FLAGS) $(DEMO_ENCODE_FLAGS) --save-run $@ -o $(DEMO)/base.metrics.json
 
 $(DEMO)/sycl.run.jsonl: $(DEMO)/model/listrank.json
-	$(LISTRANK) eval --dataset $(DEMO_EVAL) $(DEMO_EVAL_FLAGS) --model $(DEMO)/model --save-run $@ -o $(DEMO)/sycl.metrics.json
+	$(LISTRANK) eval --dataset $(DEMO_EVAL) $(DEMO_EVAL_FLAGS) $(DEMO_ENCODE_FLAGS) --model $(DEMO)/model --save-run $@ -o $(DEMO)/sycl.metrics.json
 
 $(DEMO)/bm25.run.jsonl: | $(DEMO_DEPS)
 	@mkdir -p $(DEMO)
-	$(LISTRANK) eval --dataset $(DEMO_EVAL) --bm25 --save-run $@ -o $(DEMO)/bm25.metrics.json
+	$(LISTRANK) eval --dataset $(DEMO_EVAL) $(DEMO_EVAL_FLAGS) --bm25 --save-run $@ -o $(DEMO)/bm25.metrics.json
 
 # The untrained base first: the deltas and significance tests are against it.
 $(DEMO)/compare.json: $(DEMO)/base.run.jsonl $(DEMO)/sycl.run.jsonl $(DEMO)/bm25.run.jsonl
-	$(LISTRANK) eval $^ --dataset $(DEMO_EVAL) -o $@ --plot $(DEMO)/compare.png
+	$(LISTRANK) eval $^ --dataset $(DEMO_EVAL) $(DEMO_EVAL_FLAGS) -o $@ --plot $(DEMO)/compare.png
 
 regressions: setup
 	$(VENV)/bin/listrank regressions

@@ -47,27 +47,17 @@ def vllm_python() -> str:
     return python
 
 
-def _start(python: str, model: Path, out: Path, structured: bool) -> tuple[subprocess.Popen, Path]:
-    """One `generate` in a fresh process: a re-run, as a user would start it."""
+def _run(python: str, model: Path, out: Path, structured: bool = True) -> dict:
+    """One `generate` in a fresh process, as a user would start it; its summary."""
     out.mkdir()
     script = out / "run_vllm.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the backend's default decides
-    proc = subprocess.Popen([python, str(script), str(model), str(out), str(structured).lower()], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return proc, out
-
-
-def _finish(started: tuple[subprocess.Popen, Path]) -> dict:
-    proc, out = started
-    _, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err[-4000:]
+    done = subprocess.run([python, str(script), str(model), str(out), str(structured).lower()], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
     return json.loads((out / "summary.json").read_text())
-
-
-def _run(python: str, model: Path, out: Path, structured: bool = True) -> dict:
-    return _finish(_start(python, model, out, structured))
 
 
 def _outputs(folder: Path) -> list[str | None]:
@@ -96,8 +86,8 @@ def test_vllm_backend_real_model(tmp_path):
     # scheduling (deterministic=true) and no structured outputs, whose grammars compile in a
     # background thread, so when a request becomes schedulable depends on timing (measured: two
     # structured in-process runs differed in 2 of 5 queries). Two re-runs, one after the other: the
-    # same seed writes the same text, rejects included, byte for byte. (Not side by side: two vLLM
-    # engines on a 2-core CI machine, each spinning its OpenMP threads, ran past 900 s there.)
+    # same seed writes the same text, rejects included, byte for byte. (Not side by side: with two
+    # vLLM engines at once on CI's 2 cores, one ran past its 900 s timeout.)
     for name in ("b", "c"):
         assert _run(python, model, tmp_path / name, structured=False)["multiprocessing"] == "0"
     assert _outputs(tmp_path / "b") == _outputs(tmp_path / "c") and any(_outputs(tmp_path / "b"))
