@@ -138,7 +138,10 @@ def index_cmd(
 @command("search")
 @with_config_options(SearchOptions)
 def search_cmd(
-    index: Path = typer.Argument(..., help="Index folder written by `listrank index`."),
+    index: Path = typer.Argument(..., help="Index folder written by `listrank index` (or `merge`, then the shards' runs)."),
+    parts: Optional[list[Path]] = typer.Argument(None, help="`merge RUN...`: the runs of shards 0..n-1, searched on "
+                                                 "the machines that hold them; joined into the corpus's top-k at -o.",
+                                                 show_default=False),
     **options,  # one flag per SearchOptions field (listrank/search.py declares them, with their help)
 ) -> None:
     """Search an index with a dataset's queries (or a queries file); write a run.
@@ -149,10 +152,18 @@ def search_cmd(
     listrank search runs/scifact.idx --dataset beir/scifact --split test -k 100 -o runs/scifact.run.jsonl
     listrank search runs/scifact.idx --dataset beir/scifact --format trec -o runs/scifact.trec
     listrank search runs/scifact.bm25.idx --queries my_queries.tsv -o runs/mine.run.jsonl
+    listrank search parts/0 --dataset msmarco -k 1000 -o part0.run.jsonl    # on each machine, its shard
+    listrank search merge part0.run.jsonl part1.run.jsonl -o msmarco.run.jsonl   # the exact top-1000 of all
     ```
     """
-    from listrank.search import run_search
+    from listrank.search import run_search, run_search_merge
 
+    if str(index) == "merge":
+        run_search_merge(parts or [], from_options(SearchOptions, options, merging=True), console=console)
+        return
+    if parts:
+        raise ListrankError(f"unexpected argument {str(parts[0])!r}: `listrank search` takes one index folder "
+                            "(or `merge RUN...`)")
     run_search(index, from_options(SearchOptions, options), console=console)
 
 

@@ -259,6 +259,19 @@ def run_name(path: Path, all_paths: list[Path]) -> str:
     return str(path)
 
 
+def _refuse_shard_run(path) -> None:
+    """A run of one index shard is not a run of the corpus: its scores would read as a retriever that
+    misses every document of the other shards."""
+    from listrank.search import part_meta_path, read_part_meta
+
+    meta = read_part_meta(part_meta_path(path))
+    if meta is not None:
+        shard = meta["shard"]
+        raise ListrankError(f"{path} is the run of shard {shard['index']}/{shard['count']} only "
+                            f"({shard['stop'] - shard['start']:,} of {shard['n_docs_total']:,} documents): join the "
+                            "shards' runs with `listrank search merge` and evaluate that")
+
+
 def evaluate_runs(
     dataset: str,
     runs: list[Path] | None,
@@ -323,6 +336,7 @@ def evaluate_runs(
             write_run(save_run, run)
         results.append(ev.evaluate(run, judgements, metric_list, name=name, **settings))
     for path in runs or []:
+        _refuse_shard_run(path)
         results.append(ev.evaluate(read_run(path), judgements, metric_list, name=run_name(path, runs), **settings))
     comparison = ev.compare(results, permutations=permutations) if len(results) > 1 else None
     for result in results:

@@ -25,7 +25,7 @@ from listrank.search import SearchOptions  # noqa: E402
 
 COMMANDS = {"gen": GenConfig, "index": IndexOptions, "search": SearchOptions, "eval": EvalOptions}
 # what each command takes besides its flags: positional arguments, and fields set in code
-POSITIONAL = {"gen": {"queries"}, "index": {"merge"}, "search": {"index"}, "eval": {"runs"}}
+POSITIONAL = {"gen": {"queries"}, "index": {"merge"}, "search": {"index", "parts"}, "eval": {"runs"}}
 
 
 def _click_command(name: str):

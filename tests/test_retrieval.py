@@ -201,6 +201,69 @@ def test_shards_merge_to_the_one_process_index(tmp_path, fp32, scifact_small):
     assert hnsw.params["m"] == 8 and hnsw.docids == w.docids
 
 
+def test_search_merge_joins_the_runs_of_shards_into_the_corpus_run(tmp_path, fp32, scifact_small):
+    """Cross-machine search: each shard searched alone (as on the machine that holds it), then
+    `search merge`: the exact top-k of the whole corpus, and parts that do not belong together refused."""
+    from listrank.formats import read_run, write_queries, write_run
+    from listrank.search import SearchOptions, merge_runs, part_meta_path, run_search
+
+    docs, queries = scifact_small
+    qfile = tmp_path / "q.jsonl"
+    write_queries(qfile, queries)
+    shards = [build_index("flat", docs, tmp_path / f"shard{i}", encoder=fp32, show_progress=False, shard=(i, 3))
+              for i in range(3)]
+    whole = build_index("flat", docs, tmp_path / "whole", encoder=fp32, show_progress=False)
+    parts = [tmp_path / f"part{i}.run.jsonl" for i in range(3)]
+    for shard, part in zip(shards, parts):
+        run_search(shard, SearchOptions(queries=qfile, output=part, k=20))
+    run_search(merge(shards, tmp_path / "sharded"), SearchOptions(queries=qfile, output=tmp_path / "s.run.jsonl", k=20))
+    run_search(whole, SearchOptions(queries=qfile, output=tmp_path / "w.run.jsonl", k=20))
+    sharded, one = read_run(tmp_path / "s.run.jsonl"), read_run(tmp_path / "w.run.jsonl")
+
+    merged, shared = merge_runs(parts[::-1])  # any order of the parts
+    assert shared["k"] == 20 and shared["shard"]["count"] == 3 and set(merged) == {q.id for q in queries}
+    write_run(tmp_path / "m.run.jsonl", merged)
+    assert read_run(tmp_path / "m.run.jsonl") == sharded  # the same embeddings: the same run, to the written digit
+    for qid in one:  # the one-process index (other batches, other padding): the same ranking
+        assert list(one[qid]) == list(merged[qid])
+        assert list(one[qid].values()) == pytest.approx(list(merged[qid].values()), abs=1e-5)
+    top5, _ = merge_runs(parts, k=5)
+    assert {q: list(h) for q, h in top5.items()} == {q: list(h)[:5] for q, h in merged.items()}
+    with pytest.raises(ListrankError, match="needs shards searched with -k 21"):
+        merge_runs(parts, k=21)
+
+    # parts that do not belong together
+    with pytest.raises(ListrankError, match=r"expected the runs of shards 0..2 of 3 once each, got \[0, 0, 1\]"):
+        merge_runs([parts[0], parts[0], parts[1]])
+    fewer = tmp_path / "q2.jsonl"
+    write_queries(fewer, queries[:3])
+    other = tmp_path / "other2.run.jsonl"
+    run_search(shards[2], SearchOptions(queries=fewer, output=other, k=20))
+    with pytest.raises(ListrankError, match="other queries"):
+        merge_runs([parts[0], parts[1], other])
+    deeper = tmp_path / "deeper2.run.jsonl"
+    run_search(shards[2], SearchOptions(queries=qfile, output=deeper, k=30))
+    with pytest.raises(ListrankError, match="another -k"):
+        merge_runs([parts[0], parts[1], deeper])
+    text = parts[1].read_text()
+    parts[1].write_text(text.replace('"score": 0.', '"score": 0.9', 1))
+    with pytest.raises(ListrankError, match="changed after `listrank search` wrote it"):
+        merge_runs(parts)
+    parts[1].write_text(text)
+    assert merge_runs(parts)[0] == merged
+
+    # the record beside a run: never over a file listrank did not write; dropped when the run is no shard's
+    foreign = tmp_path / "mine.run.jsonl"
+    part_meta_path(foreign).write_text('{"my": "notes"}')
+    with pytest.raises(ListrankError, match="was not written by `listrank search`"):
+        run_search(shards[0], SearchOptions(queries=qfile, output=foreign, k=20))
+    assert part_meta_path(foreign).read_text() == '{"my": "notes"}' and not foreign.exists()
+    run_search(whole, SearchOptions(queries=qfile, output=parts[0], k=20))  # the whole corpus into a part's file
+    assert not part_meta_path(parts[0]).exists()
+    with pytest.raises(ListrankError, match="only runs that `listrank search` wrote from one shard"):
+        merge_runs(parts)
+
+
 def test_sharded_search_equals_flat_on_many_rows(tmp_path, encoder):
     x, q = clustered(12_000, seed=3)
     bounds = [0, 2500, 7000, 12_000]
@@ -282,8 +345,26 @@ def test_cli_kinds_params_and_errors(tmp_path, make_scifact_folder):
 
     one, merged = read_run(b), read_run(a)
     assert {q: list(h) for q, h in one.items()} == {q: list(h) for q, h in merged.items()}
-    expect_user_error(invoke("search", tmp_path / "s0", "--dataset", ds, "-o", tmp_path / "s0.run"),
-                      "not built from the corpus")
+    # one shard alone: searchable (on the machine that holds it), recorded as a part, and never scored as the corpus
+    parts = [tmp_path / f"s{i}.run.jsonl" for i in (0, 1)]
+    for i, part in enumerate(parts):
+        res = invoke("search", tmp_path / f"s{i}", "--dataset", ds, "-o", part)
+        assert res.exit_code == 0 and "search merge" in res.output, res.output
+        assert json.loads(Path(f"{part}.part.json").read_text())["shard"]["index"] == i
+    expect_user_error(invoke("eval", parts[0], "--dataset", ds), "is the run of shard 0/2 only")
+    joined = tmp_path / "joined.run.jsonl"
+    assert invoke("search", "merge", parts[1], parts[0], "-o", joined).exit_code == 0
+    assert read_run(joined) == read_run(a)  # the parts' top-k joined: the sharded index's run, scores and all
+    assert not Path(f"{joined}.part.json").exists()
+    assert invoke("eval", joined, "--dataset", ds).exit_code == 0
+    expect_user_error(invoke("search", "merge", parts[0], "-o", joined), "expected the runs of shards 0..1")
+    expect_user_error(invoke("search", "merge", parts[0], parts[1], "-o", joined, "-k", 101), "searched with -k 101")
+    expect_user_error(invoke("search", "merge", parts[0], parts[1], "-o", joined, "--dataset", ds), "not --dataset")
+    expect_user_error(invoke("search", "merge", a, parts[1], "-o", joined), "only runs that `listrank search` wrote")
+    expect_user_error(invoke("search", tmp_path / "s0", "extra", "--dataset", ds, "-o", joined), "unexpected argument")
+    other = make_scifact_folder(tmp_path / "ds2", n_queries=4, n_docs=31)
+    expect_user_error(invoke("search", tmp_path / "s0", "--dataset", other, "-o", tmp_path / "x.run"),
+                      "shard 0/2 of another corpus")
 
 
 def test_eval_with_an_approximate_kind_is_cached_apart(tmp_path, make_scifact_folder):
