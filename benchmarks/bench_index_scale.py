@@ -124,7 +124,6 @@ def quality(datasets, kinds, tmp: Path, rows: list, save) -> list[dict]:
             else:
                 path = tmp / f"{Path(name).name}-{kind}"
                 meta = {k: v for k, v in flat.meta.items() if k not in ("index", "params", "seconds")}
-                start = time.perf_counter()
                 index_class(kind).write(path, np.asarray(flat.embeddings), flat.docids, meta)
                 index = open_index(path)
             run = index.rank([x.id for x in queries], q, 1000)
@@ -136,7 +135,7 @@ def quality(datasets, kinds, tmp: Path, rows: list, save) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, threads: int = 1) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,7 +159,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(label)
         ax.grid(True, alpha=0.3)
     axes[0].legend()
-    fig.suptitle("listrank index kinds at scale (1 thread, shared 2-core CPU under load)")
+    fig.suptitle(f"listrank index kinds at scale ({threads} thread{'s' if threads > 1 else ''}, "
+                 f"random unit vectors)")
     fig.tight_layout()
     write_png(fig, path)
 
@@ -176,7 +176,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--replot", type=Path, help="only draw --plot from this --out JSON of an earlier run")
     args = parser.parse_args()
+    if args.replot:
+        earlier = json.loads(args.replot.read_text())
+        plot(earlier["scale"], args.plot, earlier.get("threads", 1))
+        return
     set_threads(args.threads)
     import torch
 
@@ -192,7 +197,7 @@ def main() -> None:
             with atomic_write(args.out) as fh:
                 json.dump(results, fh, indent=1)
         if args.plot and results["scale"]:
-            plot(results["scale"], args.plot)
+            plot(results["scale"], args.plot, args.threads)
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         if args.datasets:

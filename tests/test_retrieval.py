@@ -16,7 +16,6 @@ import pytest
 
 from cli_helpers import expect_user_error, invoke
 from listrank.errors import ListrankError
-from listrank.formats import Query
 from listrank.retrieval import (
     available, build_index, corpus_fingerprint, index_class, index_is_current, open_index, read_meta,
     read_meta_or_none, register,
