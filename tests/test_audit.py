@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from listrank.audit import audit_tables, level_audit, load_lists, plot_levels, write_audit_json
+from listrank.audit import level_audit, load_lists, plot_levels, write_audit_json
 from listrank.cli import app
 from listrank.encoder import EncoderSpec
 from listrank.errors import ListrankError

@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from fake_llm_server import FakeLLM, random_mix
 

@@ -172,7 +172,7 @@ def test_bad_record_through_the_cli_fails_fast(tmp_path):
     path = _write_synth(tmp_path / "synth.jsonl", n=2, extra_lines=["{not json"])
     res = CliRunner().invoke(app, ["train", str(path), "-o", str(tmp_path / "m"), "--no-progress"])
     assert res.exit_code == 2
-    assert f"synth.jsonl:3: invalid JSON" in " ".join(res.output.split())
+    assert "synth.jsonl:3: invalid JSON" in " ".join(res.output.split())
 
 
 def test_cli_help_has_examples():
