@@ -9,6 +9,7 @@ traceback after it, and never a deleted folder.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -271,3 +272,12 @@ def write_png(figure, path: str | os.PathLike) -> Path:
     with atomic_write(path, "wb") as fh:
         figure.savefig(fh, format="png")
     return Path(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read 1 MiB at a time (checkpoint manifests, shard-run records)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

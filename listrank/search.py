@@ -18,6 +18,7 @@ from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from listrank.atomic import file_sha256
 from listrank.errors import ListrankError
 from listrank.formats import Query, Run, RunFormat
 from listrank.options import batch_size_option, data_dir_option, given_flags, option
@@ -176,14 +177,6 @@ def queries_fingerprint(queries: Sequence[Query]) -> str:
     return digest.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_part_meta(path: Path) -> dict | None:
     """A shard run's record, None when there is none; an error for a file of that name that is not one
     (listrank never overwrites or trusts what it did not write)."""
@@ -207,7 +200,7 @@ def write_part_meta(path: Path, run_path: Path, index: DenseIndex, queries: Sequ
         "written_by": PART_META_WRITER,
         "listrank_version": __version__,
         "run": run_path.name,
-        "run_sha256": _file_sha256(run_path),
+        "run_sha256": file_sha256(run_path),
         "shard": index.meta["shard"],
         "index": index.name,
         "encoder": index.meta.get("encoder"),
@@ -231,7 +224,7 @@ def _check_parts(parts: Sequence[Path]) -> list[dict]:
         if meta is None:
             raise ListrankError(f"{part} has no {part_meta_path(part).name} beside it: only runs that `listrank search` "
                                 "wrote from one shard (`listrank index --shard i/n`) can be merged")
-        if meta.get("run_sha256") != _file_sha256(part):
+        if meta.get("run_sha256") != file_sha256(part):
             raise ListrankError(f"{part} changed after `listrank search` wrote it (its sha256 is not the recorded "
                                 "one); search that shard again")
         metas.append({**meta, "path": part})

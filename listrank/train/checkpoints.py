@@ -15,7 +15,6 @@ folder is data, never code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -25,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from listrank.atomic import atomic_dir
+from listrank.atomic import atomic_dir, file_sha256
 from listrank.errors import ListrankError
 
 CKPT_DIR = "checkpoints"
@@ -36,18 +35,10 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "listrank-checkpoint/1"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
-        files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+        files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
     (folder / MANIFEST_FILE).write_text(json.dumps({"format": MANIFEST_FORMAT, "files": files}, indent=1))
 
 
@@ -70,7 +61,7 @@ def verify(folder: Path) -> str | None:
         size = path.stat().st_size
         if size != want.get("size"):
             return f"{rel} has {size} bytes, {want.get('size')} were written"
-        if _sha256(path) != want.get("sha256"):
+        if file_sha256(path) != want.get("sha256"):
             return f"{rel} changed since it was written (SHA-256 differs)"
     return None
 
