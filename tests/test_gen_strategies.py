@@ -124,3 +124,43 @@ def test_bm25_filter_rejects_list_whose_level0_matches_the_query_better(tmp_path
 def test_bm25_scores_prefer_matching_passage():
     s = bm25_scores("moon distance", ["the moon is at a distance of 384400 km", "apples grow on trees"])
     assert s[0] > 0 and s[1] == 0
+
+
+def test_pick_keeps_the_candidates_bm25_puts_in_the_levels_order(tmp_path):
+    """Two candidates per passage: one full of the query's words, one without them. Level 3 must
+    keep the first, level 1 the second, level 2 the one nearer the middle; twice the requests."""
+
+    class TwoKinds(PerLevelFake):
+        """Level 3: candidate 0 off the query, candidate 1 the query thrice; level 1 the other way
+        round; level 2: the query thrice, or its first word once (nearer the middle)."""
+
+        def generate(self, requests):
+            out, count = [], {}
+            for r in requests:
+                self.requests.append(r)
+                user = r.messages[-1]["content"]
+                query = user.rsplit(": ", 1)[1]
+                level = 3 if "answers this search query" in user else 2 if "background" in user else 1
+                nth = count[(query, level)] = count.get((query, level), -1) + 1
+                rich, poor = f"{query} {query} {query}", "unrelated words" if level != 2 else query.split()[0]
+                words = {3: (poor, rich), 2: (rich, poor), 1: (rich, poor)}[level][nth]
+                text = f"{words} level {level} " + " ".join(f"w{level}x{i}" for i in range(10))
+                out.append(Completion(json.dumps({"passage": text}), 50, 20))
+            return out
+
+    backend = TwoKinds()
+    generate(_cfg(tmp_path, strategy="levels-fewshot-borrow-pick-v1"), QUERIES, backend)
+    assert len(backend.requests) == 2 * 9  # 3 queries x levels 3, 2, 1 x 2 candidates
+    lists = {sl.query_id: sl for sl in read_synthetic(tmp_path / "s.jsonl")}
+    assert len(lists) == 3
+    for sl in lists.values():
+        assert [p.level for p in sl.passages] == [3, 2, 1, 0]
+        s3, s2, s1, _ = bm25_scores(sl.query, [p.text for p in sl.passages])
+        assert s3 > s2 > s1, (sl.query_id, s3, s2, s1)
+        assert sl.passages[0].text.startswith(f"{sl.query} {sl.query}")
+        assert sl.passages[1].text.startswith(f"{sl.query.split()[0]} level 2")
+        assert sl.passages[2].text.startswith("unrelated words")
+        assert sl.generator["strategy"] == "levels-fewshot-borrow-pick-v1" and sl.generator["candidates"] == 2
+        # Level 0 is borrowed from a *kept* level-3 passage of another query.
+        donor = sl.passages[3].borrowed_from.partition("_l_")[0]
+        assert sl.passages[3].text == lists[donor].passages[0].text

@@ -14,6 +14,8 @@ Built in (docs/gen.md has their measured table):
 * `levels-fewshot-borrow-v1`: the few-shot calls for levels 3, 2, 1; level 0 is a level-3
   passage written for another query of the batch (flagged `borrowed_from` in the record).
   The default for the llama-cpp backend (small local models).
+* `levels-fewshot-borrow-pick-v1`: the same, writing two candidates per passage and keeping, per
+  level, the one BM25 puts in the levels' order (twice the tokens).
 
 `auto` (the default of `--strategy`) picks `levels-fewshot-borrow-v1` for llama-cpp and
 `sycl-v1` otherwise, or whenever `--prompt-file` / a non-default `--prompt-version` is given

@@ -27,6 +27,13 @@ Variants (registered names, recorded in `generator.strategy` and `generator.prom
   stays on the query's topic). Each such passage carries `borrowed_from: <source passage id>`
   in the record. A batch with a single accepted query borrows from the previous batch; the very
   first one alone is rejected ("no other query to borrow a level-0 passage from").
+* `levels-fewshot-borrow-pick-v1`: `levels-fewshot-borrow-v1` that writes two candidates for
+  each passage of levels 3, 2, 1 (twice the tokens) and keeps, per level, the one a lexical
+  scorer puts in the levels' order: BM25 over the query's candidates, highest for level 3,
+  lowest for level 1, nearest the middle for level 2 (`_pick`). The small model's "perfectly"
+  and "highly relevant" passages often read alike; of two tries, the one that uses more of the
+  query's words is more often the answer. The choice is recorded as `generator.candidates` and
+  `generator.picked_by`.
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ class PerLevel(Strategy):
 
     few_shot: ClassVar[bool] = False
     borrow_level0: ClassVar[bool] = False
+    candidates: ClassVar[int] = 1  # passages written per wanted passage; > 1: `_pick` keeps the best
 
     def __init__(self, config):
         super().__init__(config)
@@ -111,7 +119,40 @@ class PerLevel(Strategy):
                                  "passage_chars": [self.min_chars, self.max_chars]}
         if self.borrow_level0 and 0 in self.config.levels:
             extra["level0"] = "borrowed from another query's level-3 passage"
+        if self.candidates > 1:
+            extra["candidates"] = self.candidates
+            extra["picked_by"] = "bm25 over the query's candidates: highest for the top level, lowest for the bottom one"
         return extra
+
+    def _pick(self, query: str, by_level: dict[int, list[str]]) -> dict[int, list[str]]:
+        """Keep `per_level` of each level's candidates, so that a lexical scorer orders the levels.
+
+        Every candidate of the query is scored with BM25 (the candidates being the corpus, as
+        `--filter bm25` does); the top written level keeps its highest-scoring candidates, the
+        bottom one its lowest, and a level in between those closest to the middle of its
+        neighbours' kept scores. BM25 is independent of the dense encoders that train on the
+        lists and audit them. Ties keep the order of writing.
+        """
+        from listrank.gen.filters import bm25_scores
+
+        levels = sorted(by_level, reverse=True)
+        texts = [t for lv in levels for t in by_level[lv]]
+        scores = iter(bm25_scores(query, texts))
+        scored = {lv: [(next(scores), i, t) for i, t in enumerate(by_level[lv])] for lv in levels}
+        n = self.config.per_level
+
+        def keep(lv: int, key) -> list[tuple[float, int, str]]:
+            return sorted(sorted(scored[lv], key=key)[:n], key=lambda c: c[1])
+
+        kept = {levels[0]: keep(levels[0], lambda c: (-c[0], c[1]))}
+        if len(levels) > 1:
+            kept[levels[-1]] = keep(levels[-1], lambda c: (c[0], c[1]))
+        for pos in range(1, len(levels) - 1):  # middle levels, best first: between their neighbours
+            above = sum(c[0] for c in kept[levels[pos - 1]]) / n
+            below = sum(c[0] for c in kept[levels[-1]]) / n
+            mid = (above + below) / 2
+            kept[levels[pos]] = keep(levels[pos], lambda c, mid=mid: (abs(c[0] - mid), c[1]))
+        return {lv: [t for _, _, t in kept[lv]] for lv in levels}
 
     def messages(self, level: int, query: str) -> list[dict[str, str]]:
         def user(q: str) -> str:
@@ -153,6 +194,7 @@ class PerLevel(Strategy):
         config = self.config
         sampling = Sampling(temperature=config.temperature, top_p=config.top_p, max_tokens=self.max_tokens,
                             repeat_penalty=1.0 if config.repeat_penalty is None else config.repeat_penalty)
+        slots_per_level = config.per_level * self.candidates
         passages: dict[str, dict[int, list[str | None]]] = {q.id: {} for q in batch}
         seen: dict[str, dict[str, str]] = {q.id: {_normalise(q.text): "the query"} for q in batch}
         tries: dict[str, int] = {q.id: 1 for q in batch}
@@ -160,9 +202,9 @@ class PerLevel(Strategy):
         alive = list(batch)
         for lv in self.written:
             key = f"level_{lv}"
-            slots = [(q, i) for q in alive for i in range(config.per_level)]
+            slots = [(q, i) for q in alive for i in range(slots_per_level)]
             for q in alive:
-                passages[q.id][lv] = [None] * config.per_level
+                passages[q.id][lv] = [None] * slots_per_level
             last: dict[tuple[str, int], tuple[str, str]] = {}
             for attempt in range(config.max_attempts):
                 if not slots:
@@ -199,6 +241,10 @@ class PerLevel(Strategy):
             if tries[qid] > 1:
                 summary.retried += 1
         summary.retried += len(bad) if config.max_attempts > 1 else 0
+        if self.candidates > 1:
+            for q in batch:
+                if q.id in good:
+                    good[q.id].by_level = self._pick(q.text, good[q.id].by_level)
         if self.borrow_level0 and 0 in config.levels:
             self._borrow(batch, good, bad, seen)
         return good, bad
@@ -250,3 +296,10 @@ class PerLevelFewShotBorrow(PerLevel):
 
     few_shot = True
     borrow_level0 = True
+
+
+@register("levels-fewshot-borrow-pick-v1")
+class PerLevelFewShotBorrowPick(PerLevelFewShotBorrow):
+    """`levels-fewshot-borrow-v1` writing two candidates per passage and keeping the pair BM25 orders."""
+
+    candidates = 2
