@@ -1,6 +1,7 @@
 """What `listrank gen --filter` does to a list set's level audit (issue 11, req 3), measured offline.
 
     LISTRANK_DATA=../shared/data .venv/bin/python benchmarks/exp_filter.py LISTS.jsonl[.gz] [--first 200] [-o OUT.json]
+    ... exp_filter.py LISTS.jsonl[.gz] --against OTHER.jsonl[.gz]   # two strategies, on their common queries
 
 Applies each registered filter (`listrank.gen.filters`, the code `gen --filter` runs) to lists that
 `listrank gen` already wrote, and audits what is kept with the base encoder (the audit
@@ -10,6 +11,9 @@ encoder; `encoder` is the audit's own judge (its 3>0 is 100 % by construction) a
 make that visible. Also shows how often BM25 orders each adjacent pair of levels, and the audit of
 the lists where BM25 orders all of them (a stricter, hypothetical filter), to tell whether a
 lexical scorer could pick the lists whose middle levels the encoder can separate.
+
+`--against OTHER`: both list sets restricted to the queries they share (in LISTS' order), audited
+alike, with how often BM25 orders each adjacent pair in each: two strategies on the same queries.
 """
 
 from __future__ import annotations
@@ -44,23 +48,60 @@ def _bm25_orders_adjacent(sl) -> dict[str, bool]:
     return {f"{a}>{b}": m[a] > m[b] for a, b in zip(levels, levels[1:])}
 
 
+def _read(path: Path) -> list:
+    with tempfile.TemporaryDirectory() as tmp:
+        if path.suffix == ".gz":  # load_lists reads plain JSONL
+            plain = Path(tmp) / path.stem
+            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            path = plain
+        return load_lists(path).lists
+
+
+def _compare(args, lists: list, other: list, encoder) -> None:
+    by_id = {sl.query_id: sl for sl in other}
+    common = [sl.query_id for sl in lists if sl.query_id in by_id]
+    if not common:
+        raise SystemExit(f"{args.lists} and {args.against} share no query id")
+    rows = []
+    for path, chosen in ((args.lists, [sl for sl in lists if sl.query_id in by_id]),
+                         (args.against, [by_id[q] for q in common])):
+        row = _row(path.name, chosen, len(common), encoder)
+        orders = [_bm25_orders_adjacent(sl) for sl in chosen]
+        row["bm25_orders"] = {k: sum(o.get(k, False) for o in orders) / len(orders) for k in orders[0]}
+        rows.append(row)
+    print(f"{len(common)} common queries\n")
+    labels = list(rows[0]["pairs"])
+    print("| lists | " + " | ".join(labels) + " | concordance | BM25 orders " + " / ".join(rows[0]["bm25_orders"]) + " |")
+    print("|---|" + "---|" * len(labels) + "---|---|")
+    for r in rows:
+        print(f"| {r['lists']} | " + " | ".join(f"{r['pairs'].get(k, float('nan')):.1%}" for k in labels)
+              + f" | {r['concordance']:.3f} | " + " / ".join(f"{v:.1%}" for v in r["bm25_orders"].values()) + " |")
+    _write(args.output, {"lists": str(args.lists), "against": str(args.against), "n": len(common), "rows": rows})
+
+
+def _write(path: Path | None, obj: dict) -> None:
+    if path:
+        tmp_out = path.with_suffix(".tmp")
+        tmp_out.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp_out, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("lists", type=Path, help="a `listrank gen` JSONL file (or .gz)")
     ap.add_argument("--first", type=int, default=None, help="only the first N lists (the docs' audits use 200)")
     ap.add_argument("-o", "--output", type=Path, default=None, help="write the table as JSON here")
+    ap.add_argument("--against", type=Path, default=None, help="another gen JSONL: audit both on their common queries")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = args.lists
-        if path.suffix == ".gz":  # load_lists reads plain JSONL
-            path = Path(tmp) / path.stem
-            with gzip.open(args.lists, "rb") as src, open(path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        lists = load_lists(path).lists
+    lists = _read(args.lists)
     if args.first:
         lists = lists[: args.first]
     encoder = Encoder(max_length=256)
+    if args.against:
+        _compare(args, lists, _read(args.against), encoder)
+        return
     total = len(lists)
     rows = [_row("all", lists, total, encoder)]
     for name in FILTERS:
@@ -79,11 +120,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['lists']} | {r['kept']} ({r['kept_share']:.1%}) | "
               + " | ".join(f"{r['pairs'].get(k, float('nan')):.1%}" for k in labels) + f" | {r['concordance']:.3f} |")
-    if args.output:
-        tmp_out = args.output.with_suffix(".tmp")
-        tmp_out.write_text(json.dumps({"lists": str(args.lists), "n": total, "bm25_orders": bm25_pairs,
-                                       "rows": rows, "torch_threads": os.environ.get("OMP_NUM_THREADS")}, indent=1))
-        os.replace(tmp_out, args.output)
+    _write(args.output, {"lists": str(args.lists), "n": total, "bm25_orders": bm25_pairs, "rows": rows})
 
 
 if __name__ == "__main__":
