@@ -30,10 +30,12 @@ Variants (registered names, recorded in `generator.strategy` and `generator.prom
 * `levels-fewshot-borrow-pick-v1`: `levels-fewshot-borrow-v1` that writes two candidates for
   each passage of levels 3, 2, 1 (twice the tokens) and keeps, per level, the one a lexical
   scorer puts in the levels' order: BM25 over the query's candidates, highest for level 3,
-  lowest for level 1, nearest the middle for level 2 (`_pick`). The small model's "perfectly"
-  and "highly relevant" passages often read alike; of two tries, the one that uses more of the
-  query's words is more often the answer. The choice is recorded as `generator.candidates` and
-  `generator.picked_by`.
+  lowest for level 1, nearest the middle for level 2 (`_pick`). The small model's levels 3, 2
+  and 1 often read alike; the bet is that of two tries, the one a lexical scorer ranks where
+  its level belongs is the better example of that level. Measured (docs/gen.md): it separates
+  level 2 from level 1 for the encoder, not level 3 from level 2. A query is rejected if any
+  candidate fails every try, as a passage is in `levels-fewshot-borrow-v1`. The choice is
+  recorded as `generator.candidates` and `generator.picked_by`.
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ class PerLevel(Strategy):
             extra["level0"] = "borrowed from another query's level-3 passage"
         if self.candidates > 1:
             extra["candidates"] = self.candidates
-            extra["picked_by"] = "bm25 over the query's candidates: highest for the top level, lowest for the bottom one"
+            extra["picked_by"] = ("bm25 over the query's candidates: highest for the top level, lowest for the "
+                                 "bottom one, nearest the middle of those for the levels between")
         return extra
 
     def _pick(self, query: str, by_level: dict[int, list[str]]) -> dict[int, list[str]]:
@@ -300,6 +303,6 @@ class PerLevelFewShotBorrow(PerLevel):
 
 @register("levels-fewshot-borrow-pick-v1")
 class PerLevelFewShotBorrowPick(PerLevelFewShotBorrow):
-    """`levels-fewshot-borrow-v1` writing two candidates per passage and keeping the pair BM25 orders."""
+    """`levels-fewshot-borrow-v1` writing two candidates per passage; `_pick` keeps one per level by BM25."""
 
     candidates = 2
