@@ -28,7 +28,7 @@ from pathlib import Path
 
 from listrank.audit import level_audit, load_lists
 from listrank.encoder import Encoder
-from listrank.gen.filters import FILTERS, ListFilter, bm25_scores
+from listrank.gen.filters import FILTERS, ListFilter, bm25_scores, level_means
 
 
 def _row(name: str, lists: list, total: int, encoder) -> dict:
@@ -39,11 +39,7 @@ def _row(name: str, lists: list, total: int, encoder) -> dict:
 
 
 def _bm25_orders_adjacent(sl) -> dict[str, bool]:
-    scores = bm25_scores(sl.query, [p.text for p in sl.passages])
-    mean: dict[int, list[float]] = {}
-    for p, s in zip(sl.passages, scores):
-        mean.setdefault(p.level, []).append(s)
-    m = {lv: sum(v) / len(v) for lv, v in mean.items()}
+    m = level_means(sl, bm25_scores(sl.query, [p.text for p in sl.passages]))
     levels = sorted(m, reverse=True)
     return {f"{a}>{b}": m[a] > m[b] for a, b in zip(levels, levels[1:])}
 

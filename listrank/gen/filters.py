@@ -49,6 +49,14 @@ def bm25_scores(query: str, passages: Sequence[str], k1: float = 0.9, b: float =
     return scores
 
 
+def level_means(sl: SyntheticList, scores: Sequence[float]) -> dict[int, float]:
+    """{level: the mean score of the list's passages at that level}, `scores` aligned with `passages`."""
+    by_level: dict[int, list[float]] = {}
+    for p, s in zip(sl.passages, scores):
+        by_level.setdefault(p.level, []).append(s)
+    return {lv: sum(v) / len(v) for lv, v in by_level.items()}
+
+
 class ListFilter:
     """Checks lists; `check` returns {query id: reason} for those to reject."""
 
@@ -70,14 +78,11 @@ class ListFilter:
     def check(self, lists: Sequence[SyntheticList]) -> dict[str, str]:
         rejected = {}
         for sl, scores in zip(lists, self.scores(lists)):
-            by_level: dict[int, list[float]] = {}
-            for p, s in zip(sl.passages, scores):
-                by_level.setdefault(p.level, []).append(s)
-            if len(by_level) < 2:
+            means = level_means(sl, scores)
+            if len(means) < 2:
                 continue
-            top, bottom = max(by_level), min(by_level)
-            hi = sum(by_level[top]) / len(by_level[top])
-            lo = sum(by_level[bottom]) / len(by_level[bottom])
+            top, bottom = max(means), min(means)
+            hi, lo = means[top], means[bottom]
             if not hi > lo:
                 rejected[sl.query_id] = (f"filter {self.name}: level {top} scored {hi:.3f}, not above "
                                          f"level {bottom} ({lo:.3f})")
