@@ -77,7 +77,8 @@ class GenConfig:
         record=False)  # how the backend runs (threads, server URL, n_ctx), not what a line says
     # A name of listrank.gen.strategies, or "auto": the default for the backend (see there).
     strategy: str = option("auto", "How lists are asked for: sycl-v1 (one call, the paper's), levels-v1, "
-                                   "levels-fewshot-v1, levels-fewshot-borrow-v1 (one call per level; docs/gen.md); "
+                                   "levels-fewshot-v1, levels-fewshot-borrow-v1 (one call per level; docs/gen.md), "
+                                   "levels-fewshot-borrow-pick-v1 (two tries per passage, BM25 keeps one); "
                                    "auto: levels-fewshot-borrow-v1 for llama-cpp, sycl-v1 otherwise.")
     # None, "bm25" or "encoder": keep a list only if that scorer puts level 3 above level 0
     # (listrank.gen.filters); the others go to the rejects file.
