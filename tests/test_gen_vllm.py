@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.vllm
+pytestmark = pytest.mark.vllm(seconds=900)  # measured 518 s on an AVX2-only 2-core CPU (fp32)
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = r"""
@@ -24,10 +24,12 @@ from listrank.gen import GenConfig, generate
 from listrank.gen.backends.base import get_backend
 
 if __name__ == "__main__":  # vLLM starts worker processes that re-import this file
-    model, out, structured = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    model, out, structured, dtype = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     queries = [Query("1", "what is the boiling point of water"), Query("2", "how do vaccines work"),
                Query("3", "symptoms of vitamin d deficiency")]
-    backend = get_backend("vllm")(model, max_model_len="2048", dtype="bfloat16", structured=structured)
+    # enforce_eager: no torch.compile, whose C++ kernel builds took minutes of CI's 2 cores per engine
+    backend = get_backend("vllm")(model, max_model_len="2048", dtype=dtype, structured=structured,
+                                  enforce_eager="true")
     # the 135M model repeats itself a lot: temperature 1.0 and a few tries (seeded, so always the same)
     settings = dict(backend="vllm", per_level=1, passage_words=15, min_words=3, max_tokens=256, seed=5,
                     temperature=1.0, max_attempts=4, progress=False)
@@ -47,6 +49,16 @@ def vllm_python() -> str:
     return python
 
 
+def _dtype() -> str:
+    """bf16 where this CPU runs it natively (AVX512-BF16/AMX), else fp32: vLLM on an AVX2-only CPU
+    emulates bf16, and one engine's run took over 7 minutes of CI's 2 cores (fp32: ~2 minutes)."""
+    import torch
+
+    from listrank.encoder import bf16_supported
+
+    return "bfloat16" if bf16_supported(torch.device("cpu")) else "float32"
+
+
 def _run(python: str, model: Path, out: Path, structured: bool = True) -> dict:
     """One `generate` in a fresh process, as a user would start it; its summary."""
     out.mkdir()
@@ -54,7 +66,7 @@ def _run(python: str, model: Path, out: Path, structured: bool = True) -> dict:
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the backend's default decides
-    done = subprocess.run([python, str(script), str(model), str(out), str(structured).lower()], env=env,
+    done = subprocess.run([python, str(script), str(model), str(out), str(structured).lower(), _dtype()], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads((out / "summary.json").read_text())
