@@ -164,3 +164,17 @@ def test_pick_keeps_the_candidates_bm25_puts_in_the_levels_order(tmp_path):
         # Level 0 is borrowed from a *kept* level-3 passage of another query.
         donor = sl.passages[3].borrowed_from.partition("_l_")[0]
         assert sl.passages[3].text == lists[donor].passages[0].text
+
+
+def test_gen_help_lists_every_registered_strategy_with_its_summary():
+    from typer.testing import CliRunner
+
+    from listrank.cli import app
+    from listrank.gen.strategies import available, get_strategy
+
+    text = " ".join(CliRunner().invoke(app, ["gen", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert len(available()) >= 5
+    for name in available():
+        summary = get_strategy(name).summary
+        assert summary and f"{name} ({summary})" in text, name
+    assert "auto: levels-fewshot-borrow-v1 for llama-cpp, sycl-v1 otherwise" in text

@@ -39,6 +39,7 @@ from listrank.formats import (
 )
 from listrank.gen.backends.base import Backend, Completion, Sampling, get_backend
 from listrank.gen.prompts import DEFAULT_VERSION, level_key
+from listrank.gen.strategies.base import help_text as strategy_help
 from listrank.options import data_dir_option, option, recorded
 from listrank.progress import progress_bar
 
@@ -76,10 +77,7 @@ class GenConfig:
         default_factory=dict, cli_type=list[str], cli_default=[], parse=lambda pairs: parse_backend_options(pairs),
         record=False)  # how the backend runs (threads, server URL, n_ctx), not what a line says
     # A name of listrank.gen.strategies, or "auto": the default for the backend (see there).
-    strategy: str = option("auto", "How lists are asked for: sycl-v1 (one call, the paper's), levels-v1, "
-                                   "levels-fewshot-v1, levels-fewshot-borrow-v1 (one call per level; docs/gen.md), "
-                                   "levels-fewshot-borrow-pick-v1 (two tries per passage, BM25 keeps one); "
-                                   "auto: levels-fewshot-borrow-v1 for llama-cpp, sycl-v1 otherwise.")
+    strategy: str = option("auto", "How lists are asked for: " + strategy_help())
     # None, "bm25" or "encoder": keep a list only if that scorer puts level 3 above level 0
     # (listrank.gen.filters); the others go to the rejects file.
     filter: str | None = option(None, "Keep a list only if this scorer puts level 3 above level 0: bm25 or encoder "

@@ -38,6 +38,7 @@ class Strategy(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # a few words for `gen --help`'s list of strategies
 
     def __init__(self, config: "GenConfig"):
         self.config = config
@@ -76,6 +77,16 @@ def available() -> list[str]:
     import listrank.gen.strategies  # noqa: F401  (registers the built-in ones)
 
     return sorted(_REGISTRY)
+
+
+def help_text() -> str:
+    """The registered strategies (in the order they were registered) with their summaries and what
+    `auto` picks, for `--strategy`'s help."""
+    import listrank.gen.strategies  # noqa: F401
+
+    known = ", ".join(f"{name} ({cls.summary})" if cls.summary else name for name, cls in _REGISTRY.items())
+    return (f"{known}; auto: {SMALL_MODEL_DEFAULT} for {', '.join(SMALL_MODEL_BACKENDS)}, "
+            f"{LARGE_MODEL_DEFAULT} otherwise (docs/gen.md).")
 
 
 def get_strategy(name: str) -> type[Strategy]:

@@ -88,6 +88,8 @@ def _words(text: str) -> set[str]:
 class PerLevel(Strategy):
     """One request per passage, one backend call per level; see the module docstring."""
 
+    summary = "one call per level"
+
     few_shot: ClassVar[bool] = False
     borrow_level0: ClassVar[bool] = False
     candidates: ClassVar[int] = 1  # passages written per wanted passage; > 1: `_pick` keeps the best
@@ -290,12 +292,16 @@ class PerLevel(Strategy):
 class PerLevelFewShot(PerLevel):
     """`levels-v1` with one hand-written example per level in the (shared, cached) prompt prefix."""
 
+    summary = "levels-v1 with an example per level"
+
     few_shot = True
 
 
 @register("levels-fewshot-borrow-v1")
 class PerLevelFewShotBorrow(PerLevel):
     """`levels-fewshot-v1` for levels 3, 2, 1; level 0 borrowed from another query's level 3."""
+
+    summary = "levels-fewshot-v1, level 0 borrowed from another query"
 
     few_shot = True
     borrow_level0 = True
@@ -304,5 +310,7 @@ class PerLevelFewShotBorrow(PerLevel):
 @register("levels-fewshot-borrow-pick-v1")
 class PerLevelFewShotBorrowPick(PerLevelFewShotBorrow):
     """`levels-fewshot-borrow-v1` writing two candidates per passage; `_pick` keeps one per level by BM25."""
+
+    summary = "levels-fewshot-borrow-v1 with two tries per passage, BM25 keeps one"
 
     candidates = 2

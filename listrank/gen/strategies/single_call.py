@@ -16,6 +16,8 @@ from listrank.gen.strategies.base import Generated, Strategy, register
 
 @register("sycl-v1")
 class SingleCall(Strategy):
+    summary = "one call for all levels, the paper's"
+
     def __init__(self, config):
         super().__init__(config)
         self.template = load_template(config.prompt_version, config.prompt_file)
