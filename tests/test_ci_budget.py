@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from ci_budget import budget_skip_reason
 
 pytest_plugins = ["pytester"]
