@@ -18,7 +18,7 @@ import pytest
 from listrank.datasets import resolve
 from listrank.formats import read_synthetic, write_queries
 
-pytestmark = pytest.mark.slow(seconds=1500)  # measured 1,221 s on an AVX2-only 2-core CPU
+pytestmark = pytest.mark.slow(seconds=1500)  # measured 911-1,221 s on an AVX2-only 2-core CPU
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

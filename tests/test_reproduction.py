@@ -34,7 +34,7 @@ def test_pyserini_bm25_flat(name, data_root):
     _check(name, data_root)
 
 
-@pytest.mark.slow(seconds=900)  # a whole corpus encoded in fp32: ~9 min for SciFact on an AVX2-only 2-core CPU
+@pytest.mark.slow(seconds=900)  # a whole corpus encoded in fp32: 704 s for SciFact on an AVX2-only 2-core CPU
 @pytest.mark.parametrize("name", ["scifact.minilm", "nfcorpus.minilm"])
 def test_minilm_mteb(name, data_root):
     _check(name, data_root)
