@@ -54,3 +54,18 @@ def test_the_hook_skips_what_does_not_fit_and_logs_it(pytester, monkeypatch, tmp
     monkeypatch.setenv("LISTRANK_CI_DEADLINE", str(time.time() - 1))
     pytester.runpytest_inprocess("-p", "ci_budget", "-W", "ignore::pytest.PytestAssertRewriteWarning").assert_outcomes(passed=1, skipped=2)
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_make_stage_runs_only_if_it_fits_and_is_logged(monkeypatch, tmp_path, capsys):
+    from ci_budget import main
+
+    log = tmp_path / "skipped.txt"
+    monkeypatch.setenv("LISTRANK_CI_SKIPLOG", str(log))
+    monkeypatch.setenv("LISTRANK_CI_DEADLINE", str(time.time() + 300))
+    assert main(["ci_budget.py", "200", "the vLLM stage"]) == 0 and not log.exists()
+    assert main(["ci_budget.py", "850", "the vLLM stage"]) == 1
+    assert "skipped the vLLM stage: CI time budget:" in capsys.readouterr().out
+    (line,) = log.read_text().splitlines()
+    assert line.startswith("the vLLM stage: CI time budget: ") and line.endswith("s left, it can take 850 s on a slow CI machine")
+    monkeypatch.delenv("LISTRANK_CI_DEADLINE")
+    assert main(["ci_budget.py", "850", "the vLLM stage"]) == 0
