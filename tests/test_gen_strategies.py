@@ -178,3 +178,21 @@ def test_gen_help_lists_every_registered_strategy_with_its_summary():
         summary = get_strategy(name).summary
         assert summary and f"{name} ({summary})" in text, name
     assert "auto: levels-fewshot-borrow-v1 for llama-cpp, sycl-v1 otherwise" in text
+
+
+def test_pick_by_scores_orders_the_levels_by_any_scorer():
+    """The pick rule on given scores: the top level keeps its highest, the bottom its lowest, the
+    middle level the one nearest the middle of those two; kept passages keep their order of writing."""
+    from listrank.gen.strategies.per_level import pick_by_scores
+
+    by_level = {3: ["a3", "b3"], 2: ["a2", "b2"], 1: ["a1", "b1"]}
+    #         a3   b3   a2   b2   a1   b1      level 2: middle (9 + 0) / 2 = 4.5, b2 (4) nearer than a2 (8)
+    scores = [1.0, 9.0, 8.0, 4.0, 2.0, 0.0]
+    assert pick_by_scores(by_level, scores, 1) == {3: ["b3"], 2: ["b2"], 1: ["b1"]}
+    # ties keep the first written
+    assert pick_by_scores(by_level, [5.0] * 6, 1) == {3: ["a3"], 2: ["a2"], 1: ["a1"]}
+    # two of three kept per level, in order of writing
+    three = {3: ["x", "y", "z"], 1: ["u", "v", "w"]}
+    assert pick_by_scores(three, [3.0, 1.0, 2.0, 3.0, 1.0, 2.0], 2) == {3: ["x", "z"], 1: ["v", "w"]}
+    with pytest.raises(ValueError, match="5 scores for 6 candidates"):
+        pick_by_scores(by_level, scores[:5], 1)

@@ -30,10 +30,11 @@ Variants (registered names, recorded in `generator.strategy` and `generator.prom
 * `levels-fewshot-borrow-pick-v1`: `levels-fewshot-borrow-v1` that writes two candidates for
   each passage of levels 3, 2, 1 (twice the tokens) and keeps, per level, the one a lexical
   scorer puts in the levels' order: BM25 over the query's candidates, highest for level 3,
-  lowest for level 1, nearest the middle for level 2 (`_pick`). The small model's levels 3, 2
-  and 1 often read alike; the bet is that of two tries, the one a lexical scorer ranks where
-  its level belongs is the better example of that level. Measured (docs/gen.md): it separates
-  level 2 from level 1 for the encoder, not level 3 from level 2. A query is rejected if any
+  lowest for level 1, nearest the middle for level 2 (`pick_by_scores`). The small model's
+  levels 3, 2 and 1 often read alike; the bet is that of two tries, the one a lexical scorer
+  ranks where its level belongs is the better example of that level. Measured (docs/gen.md):
+  over two draws of the tries it raises the encoder's 2>1 share by about 10 points and its 3>2
+  share by 2-10; query likelihood under the LLM, as the judge, did no better. A query is rejected if any
   candidate fails every try, as a passage is in `levels-fewshot-borrow-v1`. The choice is
   recorded as `generator.candidates` and `generator.picked_by`.
 """
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from listrank.errors import ListrankError
 from listrank.gen.backends.base import Completion, Request, Sampling
@@ -82,6 +83,35 @@ EXAMPLES = {
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text.casefold()))
+
+
+def pick_by_scores(by_level: dict[int, list[str]], scores: Sequence[float], per_level: int) -> dict[int, list[str]]:
+    """Keep `per_level` of each level's candidates so that `scores` order the levels.
+
+    `scores` are aligned with the candidates of every level, best level first and each level's
+    candidates in order of writing. The top level keeps its highest-scoring candidates, the
+    bottom one its lowest, and a level in between those closest to the middle of the kept
+    scores of the level above it and of the bottom level. Ties keep the order of writing.
+    """
+    levels = sorted(by_level, reverse=True)
+    if len(scores) != sum(len(by_level[lv]) for lv in levels):
+        raise ValueError(f"{len(scores)} scores for {sum(len(by_level[lv]) for lv in levels)} candidates")
+    it = iter(scores)
+    scored = {lv: [(float(next(it)), i, t) for i, t in enumerate(by_level[lv])] for lv in levels}
+    n = per_level
+
+    def keep(lv: int, key) -> list[tuple[float, int, str]]:
+        return sorted(sorted(scored[lv], key=key)[:n], key=lambda c: c[1])
+
+    kept = {levels[0]: keep(levels[0], lambda c: (-c[0], c[1]))}
+    if len(levels) > 1:
+        kept[levels[-1]] = keep(levels[-1], lambda c: (c[0], c[1]))
+    for pos in range(1, len(levels) - 1):  # middle levels, best first: between their neighbours
+        above = sum(c[0] for c in kept[levels[pos - 1]]) / n
+        below = sum(c[0] for c in kept[levels[-1]]) / n
+        mid = (above + below) / 2
+        kept[levels[pos]] = keep(levels[pos], lambda c, mid=mid: (abs(c[0] - mid), c[1]))
+    return {lv: [t for _, _, t in kept[lv]] for lv in levels}
 
 
 @register("levels-v1")
@@ -130,34 +160,17 @@ class PerLevel(Strategy):
         return extra
 
     def _pick(self, query: str, by_level: dict[int, list[str]]) -> dict[int, list[str]]:
-        """Keep `per_level` of each level's candidates, so that a lexical scorer orders the levels.
+        """Keep `per_level` of each level's candidates, so that BM25 orders the levels (`pick_by_scores`).
 
         Every candidate of the query is scored with BM25 (the candidates being the corpus, as
-        `--filter bm25` does); the top written level keeps its highest-scoring candidates, the
-        bottom one its lowest, and a level in between those closest to the middle of its
-        neighbours' kept scores. BM25 is independent of the dense encoders that train on the
-        lists and audit them. Ties keep the order of writing.
+        `--filter bm25` does). BM25 is independent of the dense encoders that train on the lists
+        and audit them.
         """
         from listrank.gen.filters import bm25_scores
 
         levels = sorted(by_level, reverse=True)
-        texts = [t for lv in levels for t in by_level[lv]]
-        scores = iter(bm25_scores(query, texts))
-        scored = {lv: [(next(scores), i, t) for i, t in enumerate(by_level[lv])] for lv in levels}
-        n = self.config.per_level
-
-        def keep(lv: int, key) -> list[tuple[float, int, str]]:
-            return sorted(sorted(scored[lv], key=key)[:n], key=lambda c: c[1])
-
-        kept = {levels[0]: keep(levels[0], lambda c: (-c[0], c[1]))}
-        if len(levels) > 1:
-            kept[levels[-1]] = keep(levels[-1], lambda c: (c[0], c[1]))
-        for pos in range(1, len(levels) - 1):  # middle levels, best first: between their neighbours
-            above = sum(c[0] for c in kept[levels[pos - 1]]) / n
-            below = sum(c[0] for c in kept[levels[-1]]) / n
-            mid = (above + below) / 2
-            kept[levels[pos]] = keep(levels[pos], lambda c, mid=mid: (abs(c[0] - mid), c[1]))
-        return {lv: [t for _, _, t in kept[lv]] for lv in levels}
+        return pick_by_scores(by_level, bm25_scores(query, [t for lv in levels for t in by_level[lv]]),
+                              self.config.per_level)
 
     def messages(self, level: int, query: str) -> list[dict[str, str]]:
         def user(q: str) -> str:

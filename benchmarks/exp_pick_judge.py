@@ -1,0 +1,215 @@
+"""Which judge should pick among a small LLM's tries? BM25, query likelihood, or none (issue 11), offline.
+
+    LISTRANK_DATA=../shared/data .venv/bin/python benchmarks/exp_pick_judge.py A.jsonl[.gz] B.jsonl[.gz] \
+        [--first 200] [--judges bm25,ql,encoder] [-o OUT.json] [--cache QL.json]
+
+A and B are two list sets that one per-level strategy wrote for the same queries with different
+seeds (`listrank gen ... --seed 0` and `--seed 1`): for each query and each written level 3, 2, 1
+they hold two independent tries, which is what `levels-fewshot-borrow-pick-v1` writes inside one
+run before it keeps one. Level 0 is taken from A (borrowed, not picked). Each judge scores the
+query's six candidates and `pick_by_scores` (the rule the pick strategy runs) keeps one per level:
+the highest-scoring for level 3, the lowest for level 1, the one nearest the middle for level 2.
+Every resulting list set is audited with the base encoder (`listrank eval --level-audit`'s judge).
+
+Judges:
+
+* `bm25`: what `levels-fewshot-borrow-pick-v1` uses (BM25 over the query's candidates).
+* `ql`: query likelihood under the generating LLM, log P(query | passage) with the UPR prompt
+  ("Passage: ... Please write a question based on this passage. Question:"; Sachan et al. 2022,
+  "Improving Passage Retrieval with Zero-Shot Question Generation"). Semantic and independent of
+  the encoder, at the cost of one forward pass over each candidate.
+* `encoder`: the audit's own judge, shown as the ceiling a pick of two tries can reach; its audit
+  measures agreement with itself, not quality (circular), so it is never a strategy.
+
+Per-query 3>2 and 2>1 outcomes are compared with those of A (no pick), and those of the later
+picks with the bm25 pick, by an exact two-sided sign test on the queries where they differ
+(McNemar): a share of 200 queries has a standard error of about 3.5 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from listrank.audit import level_audit
+from listrank.formats import SyntheticList, SyntheticPassage
+from listrank.gen.filters import bm25_scores
+from listrank.gen.strategies.per_level import pick_by_scores
+
+PICKED = (3, 2, 1)
+UPR = "Passage: {passage}\nPlease write a question based on this passage.\nQuestion:"
+
+
+def read_lists(path: Path) -> list[SyntheticList]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [SyntheticList.from_json(json.loads(line)) for line in f if line.strip()]
+
+
+class QueryLikelihood:
+    """log P(query | passage) under a GGUF chat model (llama.cpp), cached by (query, passage)."""
+
+    def __init__(self, model: str | None, threads: int | None, cache: Path | None):
+        from llama_cpp import Llama
+
+        from listrank.gen.backends.llama_cpp import bundled_gguf
+
+        self.path = str(model or bundled_gguf())
+        self.llm = Llama(model_path=self.path, logits_all=True, n_ctx=2048, n_threads=threads, verbose=False)
+        self.cache_path = cache
+        self.cache: dict[str, float] = json.loads(cache.read_text()) if cache and cache.exists() else {}
+        self.tokens = 0
+        self.seconds = 0.0
+
+    def __call__(self, query: str, passage: str) -> float:
+        key = hashlib.sha256(f"{query}\0{passage}".encode()).hexdigest()
+        if key not in self.cache:
+            start = time.perf_counter()
+            head = self.llm.tokenize(UPR.format(passage=passage).encode(), add_bos=True)
+            q = self.llm.tokenize((" " + query).encode(), add_bos=False)
+            self.llm.reset()
+            self.llm.eval(head + q)
+            logits = self.llm.scores[len(head) - 1: len(head) + len(q) - 1].astype(np.float64)
+            top = logits.max(axis=1)
+            lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+            self.cache[key] = float(sum(logits[i, t] - lse[i] for i, t in enumerate(q)))
+            self.tokens += len(head) + len(q)
+            self.seconds += time.perf_counter() - start
+        return self.cache[key]
+
+    def save(self) -> None:
+        if self.cache_path:
+            tmp = self.cache_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.cache))
+            os.replace(tmp, self.cache_path)
+
+
+def combine(a: SyntheticList, b: SyntheticList) -> tuple[dict[int, list[str]], SyntheticPassage]:
+    by_level = {lv: [p.text for p in a.passages if p.level == lv] + [p.text for p in b.passages if p.level == lv]
+                for lv in PICKED}
+    (zero,) = [p for p in a.passages if p.level == 0]
+    return by_level, zero
+
+
+def as_list(a: SyntheticList, kept: dict[int, list[str]], zero: SyntheticPassage, judge: str) -> SyntheticList:
+    passages = [SyntheticPassage(id=SyntheticList.passage_id(a.query_id, lv, 0), level=lv, text=kept[lv][0])
+                for lv in PICKED]
+    return SyntheticList(query_id=a.query_id, query=a.query, passages=passages + [zero],
+                         generator={**a.generator, "picked_by": judge})
+
+
+def outcomes(result) -> dict[str, list[float]]:
+    """Per query, 1 / 0.5 / 0 for each adjacent pair of levels (encoder's mean scores)."""
+    out: dict[str, list[float]] = {}
+    for hi, lo in ((3, 0), (3, 2), (2, 1), (1, 0)):
+        out[f"{hi}>{lo}"] = [1.0 if q.mean_score[hi] > q.mean_score[lo] else 0.5 if q.mean_score[hi] == q.mean_score[lo]
+                             else 0.0 for q in result.queries]
+    return out
+
+
+def sign_test(x: list[float], y: list[float]) -> float:
+    """Exact two-sided sign test on the queries where x and y differ."""
+    plus = sum(1 for a, b in zip(x, y) if a > b)
+    minus = sum(1 for a, b in zip(x, y) if a < b)
+    n = plus + minus
+    if n == 0:
+        return 1.0
+    k = min(plus, minus)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("a", type=Path)
+    ap.add_argument("b", type=Path)
+    ap.add_argument("--first", type=int, default=None, help="only the first N common queries (A's order)")
+    ap.add_argument("--judges", default="bm25,ql,encoder")
+    ap.add_argument("--model", default=None, help="GGUF for the ql judge (default: the bundled SmolLM2-135M)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cache", type=Path, default=None, help="JSON cache of ql scores")
+    ap.add_argument("-o", "--output", type=Path, default=None)
+    args = ap.parse_args()
+
+    from listrank.encoder import Encoder
+
+    a_lists, b_by_id = read_lists(args.a), {sl.query_id: sl for sl in read_lists(args.b)}
+    pairs = [(sl, b_by_id[sl.query_id]) for sl in a_lists if sl.query_id in b_by_id]
+    for a, b in pairs:
+        if a.query != b.query:
+            raise SystemExit(f"query {a.query_id} differs between {args.a} and {args.b}")
+    pairs = pairs[: args.first] if args.first else pairs
+    if not pairs:
+        raise SystemExit(f"{args.a} and {args.b} share no query id")
+    encoder = Encoder(max_length=256, precision="fp32")
+    judges = [j for j in args.judges.split(",") if j]
+    ql = QueryLikelihood(args.model, args.threads, args.cache) if "ql" in judges else None
+
+    def enc_scores(query: str, texts: list[str]) -> list[float]:
+        d = encoder.encode(texts, batch_size=64)
+        q = encoder.encode([query], batch_size=1)[0]
+        return list(map(float, d @ q))
+
+    scorers = {"bm25": bm25_scores, "ql": lambda q, texts: [ql(q, t) for t in texts], "encoder": enc_scores}
+    sets: dict[str, list[SyntheticList]] = {f"A: {args.a.name} (no pick)": [a for a, _ in pairs],
+                                            f"B: {args.b.name} (no pick)": [b for _, b in pairs]}
+    judge_orders: dict[str, dict[str, float]] = {}
+    for judge in judges:
+        picked, orders = [], {"3>2": 0, "2>1": 0}
+        for n, (a, b) in enumerate(pairs, 1):
+            by_level, zero = combine(a, b)
+            texts = [t for lv in PICKED for t in by_level[lv]]
+            scores = scorers[judge](a.query, texts)
+            kept = pick_by_scores(by_level, scores, 1)
+            picked.append(as_list(a, kept, zero, judge))
+            s = dict(zip(texts, scores))
+            orders["3>2"] += s[kept[3][0]] > s[kept[2][0]]
+            orders["2>1"] += s[kept[2][0]] > s[kept[1][0]]
+            if ql is not None and judge == "ql" and n % 20 == 0:
+                ql.save()
+                print(f"ql: {n}/{len(pairs)} queries, {ql.tokens} tokens in {ql.seconds:.0f} s", flush=True)
+        if ql is not None and judge == "ql":
+            ql.save()
+        sets[f"pick: {judge}" + (" (the audit's own judge: circular)" if judge == "encoder" else "")] = picked
+        judge_orders[judge] = {k: v / len(pairs) for k, v in orders.items()}
+
+    rows, base, bm25 = [], None, None
+    for name, lists in sets.items():
+        res = level_audit(lists, encoder, name=name)
+        per_query = outcomes(res)
+        base = base or per_query
+        bm25 = per_query if name == "pick: bm25" else bm25
+        rows.append({"lists": name, "n": len(lists), "shares": {k: float(np.mean(v)) for k, v in per_query.items()},
+                     "concordance": res.concordance,
+                     "p_vs_A": {k: sign_test(per_query[k], base[k]) for k in ("3>2", "2>1")},
+                     "p_vs_bm25_pick": ({k: sign_test(per_query[k], bm25[k]) for k in ("3>2", "2>1")}
+                                        if bm25 is not None and bm25 is not per_query else None)})
+    print(f"\n{len(pairs)} queries; two tries per level-3/2/1 passage (A, B); level 0 from A\n")
+    print("| lists | 3>0 | 3>2 | 2>1 | 1>0 | concordance | p (3>2, 2>1) vs A | vs pick: bm25 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        sh = r["shares"]
+        print(f"| {r['lists']} | " + " | ".join(f"{sh[k]:.1%}" for k in ("3>0", "3>2", "2>1", "1>0"))
+              + f" | {r['concordance']:.3f} | {r['p_vs_A']['3>2']:.3f}, {r['p_vs_A']['2>1']:.3f} | "
+              + (f"{r['p_vs_bm25_pick']['3>2']:.3f}, {r['p_vs_bm25_pick']['2>1']:.3f}" if r["p_vs_bm25_pick"] else "")
+              + " |")
+    print("\njudge's own order of its picks (3>2, 2>1): "
+          + "; ".join(f"{j} {o['3>2']:.1%}, {o['2>1']:.1%}" for j, o in judge_orders.items()))
+    if ql is not None and ql.tokens:
+        print(f"ql judge: {ql.tokens} tokens in {ql.seconds:.0f} s ({ql.tokens / ql.seconds:.0f} tokens/s, "
+              f"threads={args.threads or 'default'})")
+    if args.output:
+        out = {"a": str(args.a), "b": str(args.b), "n": len(pairs), "rows": rows, "judge_orders": judge_orders,
+               "ql": {"tokens": ql.tokens, "seconds": ql.seconds} if ql else None}
+        args.output.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
