@@ -3,8 +3,8 @@
     LISTRANK_DATA=../shared/data .venv/bin/python benchmarks/exp_pick_judge.py A.jsonl[.gz] B.jsonl[.gz] \
         [--first 200] [--judges bm25,ql,encoder] [-o OUT.json] [--cache QL.json]
 
-A and B are two list sets that one per-level strategy wrote for the same queries with different
-seeds (`listrank gen ... --seed 0` and `--seed 1`): for each query and each written level 3, 2, 1
+A and B are two list sets (one passage per level: `--per-level 1`) that one per-level strategy
+wrote for the same queries with different seeds (`listrank gen ... --seed 0` and `--seed 1`): for each query and each written level 3, 2, 1
 they hold two independent tries, which is what `levels-fewshot-borrow-pick-v1` writes inside one
 run before it keeps one. Level 0 is taken from A (borrowed, not picked). Each judge scores the
 query's six candidates and `pick_by_scores` (the rule the pick strategy runs) keeps one per level:
@@ -145,6 +145,11 @@ def main() -> None:
     for a, b in pairs:
         if a.query != b.query:
             raise SystemExit(f"query {a.query_id} differs between {args.a} and {args.b}")
+        for sl in (a, b):
+            counts = sorted(p.level for p in sl.passages)
+            if counts != [0, 1, 2, 3]:
+                raise SystemExit(f"query {sl.query_id}: expected one passage per level 3, 2, 1, 0 "
+                                 f"(gen --per-level 1), got levels {counts}")
     pairs = pairs[: args.first] if args.first else pairs
     if not pairs:
         raise SystemExit(f"{args.a} and {args.b} share no query id")
