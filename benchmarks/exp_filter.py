@@ -44,7 +44,7 @@ def _bm25_orders_adjacent(sl) -> dict[str, bool]:
     return {f"{a}>{b}": m[a] > m[b] for a, b in zip(levels, levels[1:])}
 
 
-def _read(path: Path) -> list:
+def read_lists(path: Path) -> list:
     with tempfile.TemporaryDirectory() as tmp:
         if path.suffix == ".gz":  # load_lists reads plain JSONL
             plain = Path(tmp) / path.stem
@@ -73,10 +73,10 @@ def _compare(args, lists: list, other: list, encoder) -> None:
     for r in rows:
         print(f"| {r['lists']} | " + " | ".join(f"{r['pairs'].get(k, float('nan')):.1%}" for k in labels)
               + f" | {r['concordance']:.3f} | " + " / ".join(f"{v:.1%}" for v in r["bm25_orders"].values()) + " |")
-    _write(args.output, {"lists": str(args.lists), "against": str(args.against), "n": len(common), "rows": rows})
+    write_json(args.output, {"lists": str(args.lists), "against": str(args.against), "n": len(common), "rows": rows})
 
 
-def _write(path: Path | None, obj: dict) -> None:
+def write_json(path: Path | None, obj: dict) -> None:
     if path:
         tmp_out = path.with_suffix(".tmp")
         tmp_out.write_text(json.dumps(obj, indent=1))
@@ -91,12 +91,12 @@ def main() -> None:
     ap.add_argument("--against", type=Path, default=None, help="another gen JSONL: audit both on their common queries")
     args = ap.parse_args()
 
-    lists = _read(args.lists)
+    lists = read_lists(args.lists)
     if args.first:
         lists = lists[: args.first]
     encoder = Encoder(max_length=256)
     if args.against:
-        _compare(args, lists, _read(args.against), encoder)
+        _compare(args, lists, read_lists(args.against), encoder)
         return
     total = len(lists)
     rows = [_row("all", lists, total, encoder)]
@@ -116,7 +116,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['lists']} | {r['kept']} ({r['kept_share']:.1%}) | "
               + " | ".join(f"{r['pairs'].get(k, float('nan')):.1%}" for k in labels) + f" | {r['concordance']:.3f} |")
-    _write(args.output, {"lists": str(args.lists), "n": total, "bm25_orders": bm25_pairs, "rows": rows})
+    write_json(args.output, {"lists": str(args.lists), "n": total, "bm25_orders": bm25_pairs, "rows": rows})
 
 
 if __name__ == "__main__":

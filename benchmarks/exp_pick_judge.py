@@ -29,29 +29,24 @@ picks with the bm25 pick, by an exact two-sided sign test on the queries where t
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from listrank.audit import level_audit
+from exp_filter import read_lists, write_json  # same folder: run as a script
+
+from listrank.audit import level_audit, score_lists
+from listrank.audit.stats import _win
 from listrank.formats import SyntheticList, SyntheticPassage
 from listrank.gen.filters import bm25_scores
 from listrank.gen.strategies.per_level import pick_by_scores
 
 PICKED = (3, 2, 1)
 UPR = "Passage: {passage}\nPlease write a question based on this passage.\nQuestion:"
-
-
-def read_lists(path: Path) -> list[SyntheticList]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [SyntheticList.from_json(json.loads(line)) for line in f if line.strip()]
 
 
 class QueryLikelihood:
@@ -87,9 +82,7 @@ class QueryLikelihood:
 
     def save(self) -> None:
         if self.cache_path:
-            tmp = self.cache_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.cache))
-            os.replace(tmp, self.cache_path)
+            write_json(self.cache_path, self.cache)
 
 
 def combine(a: SyntheticList, b: SyntheticList) -> tuple[dict[int, list[str]], SyntheticPassage]:
@@ -110,8 +103,7 @@ def outcomes(result) -> dict[str, list[float]]:
     """Per query, 1 / 0.5 / 0 for each adjacent pair of levels (encoder's mean scores)."""
     out: dict[str, list[float]] = {}
     for hi, lo in ((3, 0), (3, 2), (2, 1), (1, 0)):
-        out[f"{hi}>{lo}"] = [1.0 if q.mean_score[hi] > q.mean_score[lo] else 0.5 if q.mean_score[hi] == q.mean_score[lo]
-                             else 0.0 for q in result.queries]
+        out[f"{hi}>{lo}"] = [_win(q.mean_score[hi], q.mean_score[lo]) for q in result.queries]
     return out
 
 
@@ -158,9 +150,8 @@ def main() -> None:
     ql = QueryLikelihood(args.model, args.threads, args.cache) if "ql" in judges else None
 
     def enc_scores(query: str, texts: list[str]) -> list[float]:
-        d = encoder.encode(texts, batch_size=64)
-        q = encoder.encode([query], batch_size=1)[0]
-        return list(map(float, d @ q))
+        candidates = [SyntheticPassage(id=str(i), level=0, text=t) for i, t in enumerate(texts)]
+        return list(map(float, score_lists([SyntheticList("q", query, candidates)], encoder)[0]))
 
     scorers = {"bm25": bm25_scores, "ql": lambda q, texts: [ql(q, t) for t in texts], "encoder": enc_scores}
     sets: dict[str, list[SyntheticList]] = {f"A: {args.a.name} (no pick)": [a for a, _ in pairs],
@@ -211,9 +202,9 @@ def main() -> None:
         print(f"ql judge: {ql.tokens} tokens in {ql.seconds:.0f} s ({ql.tokens / ql.seconds:.0f} tokens/s, "
               f"threads={args.threads or 'default'})")
     if args.output:
-        out = {"a": str(args.a), "b": str(args.b), "n": len(pairs), "rows": rows, "judge_orders": judge_orders,
-               "ql": {"tokens": ql.tokens, "seconds": ql.seconds} if ql else None}
-        args.output.write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.output, {"a": str(args.a), "b": str(args.b), "n": len(pairs), "rows": rows,
+                                 "judge_orders": judge_orders,
+                                 "ql": {"tokens": ql.tokens, "seconds": ql.seconds} if ql else None})
 
 
 if __name__ == "__main__":
