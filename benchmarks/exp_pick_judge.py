@@ -1,15 +1,20 @@
-"""Which judge should pick among a small LLM's tries? BM25, query likelihood, or none (issue 11), offline.
+"""Which judge should pick among a small LLM's tries, and how many tries? (issue 11), offline.
 
-    LISTRANK_DATA=../shared/data .venv/bin/python benchmarks/exp_pick_judge.py A.jsonl[.gz] B.jsonl[.gz] \
-        [--first 200] [--judges bm25,ql,encoder] [-o OUT.json] [--cache QL.json]
+    LISTRANK_DATA=../shared/data .venv/bin/python benchmarks/exp_pick_judge.py A.jsonl[.gz] B.jsonl[.gz] [C ...] \
+        [--first 200] [--judges bm25,ql,encoder] [--pairs] [-o OUT.json] [--cache QL.json]
 
-A and B are two list sets (one passage per level: `--per-level 1`) that one per-level strategy
-wrote for the same queries with different seeds (`listrank gen ... --seed 0` and `--seed 1`): for each query and each written level 3, 2, 1
-they hold two independent tries, which is what `levels-fewshot-borrow-pick-v1` writes inside one
-run before it keeps one. Level 0 is taken from A (borrowed, not picked). Each judge scores the
-query's six candidates and `pick_by_scores` (the rule the pick strategy runs) keeps one per level:
-the highest-scoring for level 3, the lowest for level 1, the one nearest the middle for level 2.
-Every resulting list set is audited with the base encoder (`listrank eval --level-audit`'s judge).
+A, B (C, ...) are list sets (one passage per level: `--per-level 1`) that one per-level strategy
+wrote for the same queries with different seeds (`listrank gen ... --seed 0`, `--seed 1`, ...): for
+each query and each written level 3, 2, 1 they hold independent tries, which is what
+`levels-fewshot-borrow-pick-v1` writes inside one run (two tries) before it keeps one. Level 0 is
+taken from A (borrowed, not picked). Each judge scores the query's candidates and `pick_by_scores`
+(the rule the pick strategy runs) keeps one per level: the highest-scoring for level 3, the lowest
+for level 1, the one nearest the middle for level 2. Every resulting list set is audited with the
+base encoder (`listrank eval --level-audit`'s judge).
+
+With more than two sets, `--pairs` also picks by BM25 among every pair of them: each pair is an
+independent draw of the two-try pick strategy on the same queries, so the pairs show how much its
+shares move from draw to draw, next to the pick among all the tries.
 
 Judges:
 
@@ -22,7 +27,7 @@ Judges:
   measures agreement with itself, not quality (circular), so it is never a strategy.
 
 Per-query 3>2 and 2>1 outcomes are compared with those of A (no pick), and those of the later
-picks with the bm25 pick, by an exact two-sided sign test on the queries where they differ
+picks with the bm25 pick among all the tries (with `--pairs`: the pick among A and B), by an exact two-sided sign test on the queries where they differ
 (McNemar): a share of 200 queries has a standard error of about 3.5 points.
 """
 
@@ -33,7 +38,9 @@ import hashlib
 import json
 import math
 import time
+from itertools import combinations
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -85,10 +92,10 @@ class QueryLikelihood:
             write_json(self.cache_path, self.cache)
 
 
-def combine(a: SyntheticList, b: SyntheticList) -> tuple[dict[int, list[str]], SyntheticPassage]:
-    by_level = {lv: [p.text for p in a.passages if p.level == lv] + [p.text for p in b.passages if p.level == lv]
-                for lv in PICKED}
-    (zero,) = [p for p in a.passages if p.level == 0]
+def combine(tries: Sequence[SyntheticList]) -> tuple[dict[int, list[str]], SyntheticPassage]:
+    """Each level's candidates, in the order of the sets, and the first set's level-0 passage."""
+    by_level = {lv: [p.text for sl in tries for p in sl.passages if p.level == lv] for lv in PICKED}
+    (zero,) = [p for p in tries[0].passages if p.level == 0]
     return by_level, zero
 
 
@@ -120,31 +127,36 @@ def sign_test(x: list[float], y: list[float]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("a", type=Path)
-    ap.add_argument("b", type=Path)
+    ap.add_argument("sets", type=Path, nargs="+", help="two or more list sets: A B [C ...]")
     ap.add_argument("--first", type=int, default=None, help="only the first N common queries (A's order)")
     ap.add_argument("--judges", default="bm25,ql,encoder")
+    ap.add_argument("--pairs", action="store_true", help="also pick by bm25 among every pair of the sets")
     ap.add_argument("--model", default=None, help="GGUF for the ql judge (default: the bundled SmolLM2-135M)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--cache", type=Path, default=None, help="JSON cache of ql scores")
     ap.add_argument("-o", "--output", type=Path, default=None)
     args = ap.parse_args()
+    if len(args.sets) < 2:
+        ap.error("give at least two list sets")
 
     from listrank.encoder import Encoder
 
-    a_lists, b_by_id = read_lists(args.a), {sl.query_id: sl for sl in read_lists(args.b)}
-    pairs = [(sl, b_by_id[sl.query_id]) for sl in a_lists if sl.query_id in b_by_id]
-    for a, b in pairs:
-        if a.query != b.query:
-            raise SystemExit(f"query {a.query_id} differs between {args.a} and {args.b}")
-        for sl in (a, b):
+    names = [chr(ord("A") + i) for i in range(len(args.sets))]
+    first, *others = [read_lists(path) for path in args.sets]
+    by_id = [{sl.query_id: sl for sl in lists} for lists in others]
+    rows_in: list[list[SyntheticList]] = [[sl] + [d[sl.query_id] for d in by_id]
+                                         for sl in first if all(sl.query_id in d for d in by_id)]
+    for tries in rows_in:
+        for name, path, sl in zip(names, args.sets, tries):
+            if sl.query != tries[0].query:
+                raise SystemExit(f"query {sl.query_id} differs between {args.sets[0]} and {path}")
             counts = sorted(p.level for p in sl.passages)
             if counts != [0, 1, 2, 3]:
-                raise SystemExit(f"query {sl.query_id}: expected one passage per level 3, 2, 1, 0 "
+                raise SystemExit(f"{path}: query {sl.query_id}: expected one passage per level 3, 2, 1, 0 "
                                  f"(gen --per-level 1), got levels {counts}")
-    pairs = pairs[: args.first] if args.first else pairs
-    if not pairs:
-        raise SystemExit(f"{args.a} and {args.b} share no query id")
+    rows_in = rows_in[: args.first] if args.first else rows_in
+    if not rows_in:
+        raise SystemExit(f"{', '.join(map(str, args.sets))} share no query id")
     encoder = Encoder(max_length=256, precision="fp32")
     judges = [j for j in args.judges.split(",") if j]
     ql = QueryLikelihood(args.model, args.threads, args.cache) if "ql" in judges else None
@@ -154,55 +166,70 @@ def main() -> None:
         return list(map(float, score_lists([SyntheticList("q", query, candidates)], encoder)[0]))
 
     scorers = {"bm25": bm25_scores, "ql": lambda q, texts: [ql(q, t) for t in texts], "encoder": enc_scores}
-    sets: dict[str, list[SyntheticList]] = {f"A: {args.a.name} (no pick)": [a for a, _ in pairs],
-                                            f"B: {args.b.name} (no pick)": [b for _, b in pairs]}
-    judge_orders: dict[str, dict[str, float]] = {}
-    for judge in judges:
-        picked, orders = [], {"3>2": 0, "2>1": 0}
-        for n, (a, b) in enumerate(pairs, 1):
-            by_level, zero = combine(a, b)
+    sets: dict[str, list[SyntheticList]] = {
+        f"{name}: {path.name} (no pick)": [tries[i] for tries in rows_in]
+        for i, (name, path) in enumerate(zip(names, args.sets))}
+    everyone = "+".join(names)
+
+    def pick(judge: str, which: Sequence[int], orders: dict[str, float] | None = None) -> list[SyntheticList]:
+        picked = []
+        for n, tries in enumerate(rows_in, 1):
+            by_level, zero = combine([tries[i] for i in which])
             texts = [t for lv in PICKED for t in by_level[lv]]
-            scores = scorers[judge](a.query, texts)
+            scores = scorers[judge](tries[0].query, texts)
             kept = pick_by_scores(by_level, scores, 1)
-            picked.append(as_list(a, kept, zero, judge))
-            s = dict(zip(texts, scores))
-            orders["3>2"] += s[kept[3][0]] > s[kept[2][0]]
-            orders["2>1"] += s[kept[2][0]] > s[kept[1][0]]
+            picked.append(as_list(tries[0], kept, zero, judge))
+            if orders is not None:
+                s = dict(zip(texts, scores))
+                orders["3>2"] += s[kept[3][0]] > s[kept[2][0]]
+                orders["2>1"] += s[kept[2][0]] > s[kept[1][0]]
             if ql is not None and judge == "ql" and n % 20 == 0:
                 ql.save()
-                print(f"ql: {n}/{len(pairs)} queries, {ql.tokens} tokens in {ql.seconds:.0f} s", flush=True)
+                print(f"ql: {n}/{len(rows_in)} queries, {ql.tokens} tokens in {ql.seconds:.0f} s", flush=True)
         if ql is not None and judge == "ql":
             ql.save()
-        sets[f"pick: {judge}" + (" (the audit's own judge: circular)" if judge == "encoder" else "")] = picked
-        judge_orders[judge] = {k: v / len(pairs) for k, v in orders.items()}
+        return picked
 
-    rows, base, bm25 = [], None, None
-    for name, lists in sets.items():
-        res = level_audit(lists, encoder, name=name)
-        per_query = outcomes(res)
-        base = base or per_query
-        bm25 = per_query if name == "pick: bm25" else bm25
-        rows.append({"lists": name, "n": len(lists), "shares": {k: float(np.mean(v)) for k, v in per_query.items()},
-                     "concordance": res.concordance,
+    judge_orders: dict[str, dict[str, float]] = {}
+    for judge in judges:
+        orders = {"3>2": 0.0, "2>1": 0.0}
+        label = f"pick: {judge}" + (f" ({everyone})" if len(names) > 2 else "")
+        sets[label + (" (the audit's own judge: circular)" if judge == "encoder" else "")] = pick(
+            judge, range(len(names)), orders)
+        judge_orders[judge] = {k: v / len(rows_in) for k, v in orders.items()}
+    if args.pairs and len(names) > 2:
+        for i, j in combinations(range(len(names)), 2):
+            sets[f"pick: bm25 ({names[i]}+{names[j]})"] = pick("bm25", (i, j))
+
+    reference = f"pick: bm25 ({everyone})" if len(names) > 2 else "pick: bm25"
+    results = {name: level_audit(lists, encoder, name=name) for name, lists in sets.items()}
+    audited = {name: outcomes(res) for name, res in results.items()}
+    base, ref = next(iter(audited.values())), audited.get(reference)
+    rows = []
+    for name, per_query in audited.items():
+        rows.append({"lists": name, "n": len(sets[name]),
+                     "shares": {k: float(np.mean(v)) for k, v in per_query.items()},
+                     "concordance": results[name].concordance,
                      "p_vs_A": {k: sign_test(per_query[k], base[k]) for k in ("3>2", "2>1")},
-                     "p_vs_bm25_pick": ({k: sign_test(per_query[k], bm25[k]) for k in ("3>2", "2>1")}
-                                        if bm25 is not None and bm25 is not per_query else None)})
-    print(f"\n{len(pairs)} queries; two tries per level-3/2/1 passage (A, B); level 0 from A\n")
-    print("| lists | 3>0 | 3>2 | 2>1 | 1>0 | concordance | p (3>2, 2>1) vs A | vs pick: bm25 |")
+                     "p_vs_bm25_pick": ({k: sign_test(per_query[k], ref[k]) for k in ("3>2", "2>1")}
+                                           if ref is not None and name != reference and not name.endswith("(no pick)")
+                                           else None)})
+    print(f"\n{len(rows_in)} queries; {len(names)} tries per level-3/2/1 passage ({', '.join(names)}); "
+          f"level 0 from A\n")
+    print(f"| lists | 3>0 | 3>2 | 2>1 | 1>0 | concordance | p (3>2, 2>1) vs A | vs {reference} |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        sh = r["shares"]
+        sh, vs_ref = r["shares"], r["p_vs_bm25_pick"]
         print(f"| {r['lists']} | " + " | ".join(f"{sh[k]:.1%}" for k in ("3>0", "3>2", "2>1", "1>0"))
               + f" | {r['concordance']:.3f} | {r['p_vs_A']['3>2']:.3f}, {r['p_vs_A']['2>1']:.3f} | "
-              + (f"{r['p_vs_bm25_pick']['3>2']:.3f}, {r['p_vs_bm25_pick']['2>1']:.3f}" if r["p_vs_bm25_pick"] else "")
-              + " |")
+              + (f"{vs_ref['3>2']:.3f}, {vs_ref['2>1']:.3f}" if vs_ref else "") + " |")
     print("\njudge's own order of its picks (3>2, 2>1): "
           + "; ".join(f"{j} {o['3>2']:.1%}, {o['2>1']:.1%}" for j, o in judge_orders.items()))
     if ql is not None and ql.tokens:
         print(f"ql judge: {ql.tokens} tokens in {ql.seconds:.0f} s ({ql.tokens / ql.seconds:.0f} tokens/s, "
               f"threads={args.threads or 'default'})")
     if args.output:
-        write_json(args.output, {"a": str(args.a), "b": str(args.b), "n": len(pairs), "rows": rows,
+        write_json(args.output, {"sets": [str(p) for p in args.sets], "n": len(rows_in), "rows": rows, "bm25_pick": reference,
                                  "judge_orders": judge_orders,
                                  "ql": {"tokens": ql.tokens, "seconds": ql.seconds} if ql else None})
 
