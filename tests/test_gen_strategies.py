@@ -166,13 +166,44 @@ def test_pick_keeps_the_candidates_bm25_puts_in_the_levels_order(tmp_path):
         assert sl.passages[3].text == lists[donor].passages[0].text
 
 
+def test_pick3_writes_three_candidates_and_can_keep_the_third(tmp_path):
+    """Three candidates per passage, where only the third of level 3 holds the query's words and
+    only the third of level 1 lacks them: a pick of two would miss both."""
+
+    class ThirdIsBest(PerLevelFake):
+        def generate(self, requests):
+            out, count = [], {}
+            for r in requests:
+                self.requests.append(r)
+                user = r.messages[-1]["content"]
+                query = user.rsplit(": ", 1)[1]
+                level = 3 if "answers this search query" in user else 2 if "background" in user else 1
+                nth = count[(query, level)] = count.get((query, level), -1) + 1
+                words = {3: ("gardens", "roses", f"{query} {query}"), 2: (query, query, query),
+                         1: (query, query, "unrelated words")}[level][nth]
+                text = f"{words} level {level} try {nth} " + " ".join(f"w{level}x{i}" for i in range(10))
+                out.append(Completion(json.dumps({"passage": text}), 50, 20))
+            return out
+
+    backend = ThirdIsBest()
+    generate(_cfg(tmp_path, strategy="levels-fewshot-borrow-pick3-v1"), QUERIES, backend)
+    assert len(backend.requests) == 3 * 9  # 3 queries x levels 3, 2, 1 x 3 candidates
+    lists = read_synthetic(tmp_path / "s.jsonl")
+    assert len(lists) == 3
+    for sl in lists:
+        assert sl.generator["strategy"] == "levels-fewshot-borrow-pick3-v1" and sl.generator["candidates"] == 3
+        assert [p.level for p in sl.passages] == [3, 2, 1, 0]
+        assert "level 3 try 2" in sl.passages[0].text and "level 1 try 2" in sl.passages[2].text
+
+
 def test_gen_help_lists_every_registered_strategy_with_its_summary():
     from typer.testing import CliRunner
 
     from listrank.cli import app
     from listrank.gen.strategies import available, get_strategy
 
-    text = " ".join(CliRunner().invoke(app, ["gen", "--help"], env={"COLUMNS": "400"}).output.split())
+    out = CliRunner().invoke(app, ["gen", "--help"], env={"COLUMNS": "400"}).output
+    text = " ".join(out.replace("│", " ").split())  # rich wraps long help inside its box
     assert len(available()) >= 5
     for name in available():
         summary = get_strategy(name).summary

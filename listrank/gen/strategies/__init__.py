@@ -16,6 +16,8 @@ Built in (docs/gen.md has their measured table):
   The default for the llama-cpp backend (small local models).
 * `levels-fewshot-borrow-pick-v1`: the same, writing two candidates per passage and keeping, per
   level, the one BM25 puts in the levels' order (twice the tokens).
+* `levels-fewshot-borrow-pick3-v1`: the same with three candidates per passage (three times the
+  tokens of `levels-fewshot-borrow-v1`).
 
 `auto` (the default of `--strategy`) picks `levels-fewshot-borrow-v1` for llama-cpp and
 `sycl-v1` otherwise, or whenever `--prompt-file` / a non-default `--prompt-version` is given
