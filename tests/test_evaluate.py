@@ -221,6 +221,20 @@ def test_randomization_identical_runs_give_p_one():
     assert paired_ttest(values[:, 0], values[:, 0]) == 1.0
 
 
+def test_rounding_level_differences_are_no_difference():
+    # a seed average of three identical runs differs from the run by an ulp in many queries, all in
+    # one direction: that must read as "no difference" (p = 1), not as a significant constant shift
+    values = np.random.default_rng(2).random(300) * 0.9 + 0.05
+    averaged = np.mean([values, values, values], axis=0)
+    assert np.any(averaged != values), "the fixture must hold rounding differences"
+    assert paired_randomization_test(values, averaged) == 1.0
+    assert paired_ttest(values, averaged) == 1.0
+    # a small real difference is still one
+    shifted = values + 1e-6
+    assert paired_randomization_test(values, shifted) < 0.001
+    assert paired_ttest(values, shifted) < 0.001
+
+
 def test_randomization_uniformly_better_run_is_significant():
     rng = np.random.default_rng(1)
     base = rng.random(30)

@@ -22,6 +22,20 @@ SIGNIFICANCE_MARK = "†"
 # --- significance tests ---------------------------------------------------------------------
 
 
+# Per-query differences this small relative to the values are float rounding, not a difference:
+# e.g. a seed average (a + a + a) / 3 against a, which can be off by an ulp in every query, in the
+# same direction, and would otherwise read as a "significant" constant difference.
+ROUNDING_RTOL = 1e-12
+
+
+def paired_differences(baseline: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """`other - baseline`, with differences at float-rounding level (relative to the values) set to 0."""
+    baseline, other = np.asarray(baseline, dtype=float), np.asarray(other, dtype=float)
+    diffs = other - baseline
+    rounding = np.abs(diffs) <= ROUNDING_RTOL * np.maximum(np.abs(baseline), np.abs(other))
+    return np.where(rounding, 0.0, diffs)
+
+
 def paired_ttest(baseline: np.ndarray, other: np.ndarray) -> np.ndarray:
     """Two-sided paired t-test p-values, one per column (1-D input -> a 0-d array).
 
@@ -30,10 +44,11 @@ def paired_ttest(baseline: np.ndarray, other: np.ndarray) -> np.ndarray:
     """
     from scipy import stats  # slow to import; only comparisons need it
 
-    diffs = np.asarray(other, dtype=float) - np.asarray(baseline, dtype=float)
+    diffs = paired_differences(baseline, other)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        pvalues = np.asarray(stats.ttest_rel(other, baseline, axis=0).pvalue, dtype=float)
+        # ttest_rel(other, baseline) is the one-sample t-test of the differences against 0
+        pvalues = np.asarray(stats.ttest_1samp(diffs, 0.0, axis=0).pvalue, dtype=float)
     if len(diffs) < 2:
         return np.ones_like(pvalues)  # one pair carries no evidence of a difference
     constant = np.ptp(diffs, axis=0) == 0
@@ -51,7 +66,7 @@ def paired_randomization_test(
     """
     if permutations < 1:
         raise ListrankError("the randomization test needs at least 1 permutation")
-    diffs = np.asarray(other, dtype=float) - np.asarray(baseline, dtype=float)
+    diffs = paired_differences(baseline, other)
     one_column = diffs.ndim == 1
     diffs = diffs.reshape(len(diffs), -1)
     observed = np.abs(diffs.sum(axis=0))
