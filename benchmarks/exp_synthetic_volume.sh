@@ -6,7 +6,9 @@
 # tests with Holm correction, mean +- sd over seeds.
 #
 #   LISTRANK_DATA=../shared/data bash benchmarks/exp_synthetic_volume.sh [OUT] -- LISTS...
-#   (default LISTS: the committed benchmarks/data/synth-*.jsonl.gz, unpacked into OUT)
+#   (default LISTS: the two committed data sets of section c, 896 MS MARCO + 704 SciFact train
+#   lists of levels-fewshot-borrow-v1, unpacked into OUT; not every synth-*.jsonl.gz: the later
+#   seed-1/seed-2/pick files repeat MS MARCO queries, and merging by query id would change the data)
 #
 # Every stage writes one file and is skipped when that file exists, so a stopped run resumes and
 # several copies can share the work (SEEDS="1" in one shell, SEEDS="2" in another).
@@ -38,7 +40,8 @@ mkdir -p "$OUT"
 
 LISTS=("$@")
 if [ ${#LISTS[@]} -eq 0 ]; then
-  for gz in benchmarks/data/synth-*.jsonl.gz; do
+  for gz in benchmarks/data/synth-levels-fewshot-borrow-v1.jsonl.gz \
+            benchmarks/data/synth-scifact-train-levels-fewshot-borrow-v1.jsonl.gz; do
     plain="$OUT/$(basename "${gz%.gz}")"
     [ -f "$plain" ] || gunzip -c "$gz" > "$plain"
     LISTS+=("$plain")
