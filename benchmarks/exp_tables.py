@@ -20,6 +20,11 @@ baseline, and two significance summaries: `k/n†`, how many single-seed runs th
 comparison itself found significant (Holm over all its runs x metrics), and `p̄`, a paired
 randomization test (10,000 sign flips, seed 0) of the baseline against the seed-averaged per-query
 values of the setting, Holm-corrected over all settings x metrics of the table.
+
+With `--seeds --versus NAME`, a second table compares every other setting with setting NAME
+directly (not with the baseline): the difference of the seed-averaged means, and the same paired
+randomization test of NAME's seed-averaged per-query values against the other setting's, Holm over
+the table. That answers "is loss A better than loss B" without passing through the untrained base.
 """
 
 from __future__ import annotations
@@ -99,6 +104,48 @@ def seed_table(path: Path, metrics: list[str] | None, permutations: int = 10_000
     return "\n".join(lines)
 
 
+def versus_table(path: Path, metrics: list[str] | None, versus: str, permutations: int = 10_000) -> str:
+    """Each setting against setting `versus`, seed-averaged per query (see the module docstring)."""
+    from listrank.evaluate import holm_bonferroni, paired_randomization_test
+
+    obj = json.loads(path.read_text())
+    runs = obj["runs"]
+    metrics = metrics or list(runs[0]["aggregate"])
+    qids = list(runs[0]["per_query"])
+    groups: dict[str, list[dict]] = {}
+    for run in runs[1:]:
+        m = SEED_SUFFIX.match(run["run"])
+        groups.setdefault(m["name"] if m else run["run"], []).append(run)
+    # runs are named after their files (TEST.from-NAME-sSEED): NAME alone is enough
+    found = [name for name in groups if name == versus or name.endswith(f"from-{versus}")]
+    if len(found) != 1:
+        raise SystemExit(f"--versus {versus}: no single such setting in {path} (settings: {', '.join(groups)})")
+    versus = found[0]
+
+    def averaged(members: list[dict]) -> np.ndarray:
+        return np.mean([[[r["per_query"][q][m] for m in metrics] for q in qids] for r in members], axis=0)
+
+    ref = averaged(groups[versus])
+    others = [(name, members) for name, members in groups.items() if name != versus]
+    raw = [np.atleast_1d(paired_randomization_test(ref, averaged(members), permutations=permutations, seed=0))
+           for _, members in others]
+    holm = holm_bonferroni(np.concatenate(raw)).reshape(len(others), len(metrics)) if raw else []
+    n_ref = len(groups[versus])
+    head = ["setting", "seeds"] + [f"{m}: Δ to {versus} (p)" for m in metrics]
+    lines = [f"`{path}`: each setting against **{versus}** ({n_ref} seed(s), seed-averaged per query), "
+             f"{len(qids)} queries, Holm over the table", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for gi, (name, members) in enumerate(others):
+        seeds = ",".join(SEED_SUFFIX.match(r["run"])["seed"] if SEED_SUFFIX.match(r["run"]) else "?" for r in members)
+        cells = [name, seeds]
+        for j, m in enumerate(metrics):
+            delta = np.mean([r["aggregate"][m] for r in members]) - np.mean([r["aggregate"][m] for r in groups[versus]])
+            p = float(holm[gi][j])
+            cells.append(f"{delta:+.4f}{'†' if p < 0.05 else ''} ({p:.3f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def diagnosis_table(path: Path, metrics=None) -> str:
     obj = json.loads(path.read_text())
     scoring = "cosine" if obj["normalize"] else "dot product"
@@ -139,6 +186,8 @@ def main() -> None:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--metrics", default=None, help="comma-separated; default: all in the file")
     parser.add_argument("--seeds", action="store_true", help="one row per setting (runs NAME-s<seed>): mean ± sd")
+    parser.add_argument("--versus", default=None, metavar="NAME",
+                        help="with --seeds: also a table of every setting against setting NAME directly")
     parser.add_argument("--diagnosis", action="store_true", help="the files are exp_dl_diagnose.py outputs")
     parser.add_argument("--validation", action="store_true", help="the files are trained models' listrank.json")
     args = parser.parse_args()
@@ -148,6 +197,8 @@ def main() -> None:
     metrics = args.metrics.split(",") if args.metrics else None
     make = diagnosis_table if args.diagnosis else seed_table if args.seeds else table
     print("\n\n".join(make(f, metrics) for f in args.files))
+    if args.seeds and args.versus:
+        print("\n\n" + "\n\n".join(versus_table(f, metrics, args.versus) for f in args.files))
 
 
 if __name__ == "__main__":
