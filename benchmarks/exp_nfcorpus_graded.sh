@@ -18,7 +18,9 @@
 # Every stage writes one file and is skipped when that file exists, so a stopped run resumes and
 # several copies can share the work (SEEDS="1" in one shell, SEEDS="2" in another).
 # Knobs (environment): SEEDS, SETTINGS (NAME=LOSS[,KEY=VALUE...]), BATCH, GROUP, TAKE_2, TAKE_1,
-# MINE_COUNT, GRAD_CACHE, PASSAGE_LEN, EPOCHS, LR, HOLDOUT, EVAL_STEPS, PRECISION, EVAL_PRECISION, THREADS, TESTS, TAG.
+# MINE_COUNT, GRAD_CACHE, PASSAGE_LEN, EPOCHS, LR, HOLDOUT, EVAL_STEPS, PRECISION, EVAL_PRECISION, THREADS, TESTS, TAG,
+# TRAIN_FLAGS (more `listrank train` flags, e.g. "--save-steps 8 --keep-checkpoints" to keep the
+# last step's model beside the validated one).
 set -euo pipefail
 source "$(dirname "$0")/settings.sh"
 
@@ -48,6 +50,7 @@ PRECISION=${PRECISION:-bf16}
 EVAL_PRECISION=${EVAL_PRECISION:-bf16}
 TESTS=${TESTS:-"beir/nfcorpus beir/scifact"}
 TAG=${TAG:-}
+read -r -a extra <<< "${TRAIN_FLAGS:-}"
 export OMP_NUM_THREADS=${THREADS:-1}
 METRICS=ndcg@10,mrr@10,recall@100
 mkdir -p "$OUT"
@@ -70,7 +73,7 @@ for seed in $SEEDS; do
         --passage-max-length "$PASSAGE_LEN" \
         --normalize --temperature 0.05 --seed "$seed" --precision "$PRECISION" \
         --eval-holdout "$HOLDOUT" --eval-steps "$EVAL_STEPS" \
-        --save-steps 0 --overwrite --no-progress > "$OUT/$tag.train.log" 2>&1
+        --save-steps 0 --overwrite --no-progress "${extra[@]}" > "$OUT/$tag.train.log" 2>&1
     fi
     eval_model "$model" "$tag"
   done
