@@ -19,8 +19,8 @@
 # several copies can share the work (SEEDS="1" in one shell, SEEDS="2" in another).
 # Knobs (environment): SEEDS, SETTINGS (NAME=LOSS[,KEY=VALUE...]), BATCH, GROUP, TAKE_2, TAKE_1,
 # MINE_COUNT, GRAD_CACHE, PASSAGE_LEN, EPOCHS, LR, HOLDOUT, EVAL_STEPS, PRECISION, EVAL_PRECISION, THREADS, TESTS, TAG,
-# TRAIN_FLAGS (more `listrank train` flags, e.g. "--save-steps 8 --keep-checkpoints" to keep the
-# last step's model beside the validated one).
+# TRAIN_FLAGS (more `listrank train` flags, e.g. "--save-steps 4 --keep-checkpoints" to keep step
+# 4's model beside the validated one; the last step is never checkpointed).
 set -euo pipefail
 source "$(dirname "$0")/settings.sh"
 
