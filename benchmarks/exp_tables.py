@@ -63,6 +63,24 @@ def table(path: Path, metrics: list[str] | None) -> str:
 SEED_SUFFIX = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)$")
 
 
+def seed_groups(runs: list[dict]) -> dict[str, list[dict]]:
+    """The runs (the baseline excluded) grouped by setting: `NAME-s<seed>` -> NAME."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        m = SEED_SUFFIX.match(run["run"])
+        groups.setdefault(m["name"] if m else run["run"], []).append(run)
+    return groups
+
+
+def seed_averaged(members: list[dict], qids: list[str], metrics: list[str]) -> np.ndarray:
+    """[query, metric] values averaged over a setting's seeds."""
+    return np.mean([[[r["per_query"][q][m] for m in metrics] for q in qids] for r in members], axis=0)
+
+
+def seed_list(members: list[dict]) -> str:
+    return ",".join(SEED_SUFFIX.match(r["run"])["seed"] if SEED_SUFFIX.match(r["run"]) else "?" for r in members)
+
+
 def seed_table(path: Path, metrics: list[str] | None, permutations: int = 10_000) -> str:
     from listrank.evaluate import holm_bonferroni, paired_randomization_test
 
@@ -73,15 +91,12 @@ def seed_table(path: Path, metrics: list[str] | None, permutations: int = 10_000
     alpha = comparison.get("alpha", 0.05)
     base = runs[0]
     qids = list(base["per_query"])
-    groups: dict[str, list[dict]] = {}
-    for run in runs[1:]:
-        m = SEED_SUFFIX.match(run["run"])
-        groups.setdefault(m["name"] if m else run["run"], []).append(run)
+    groups = seed_groups(runs[1:])
     # seed-averaged per-query values of each setting against the baseline, Holm over the table
     raw = []
     for name, members in groups.items():
         b = np.array([[base["per_query"][q][m] for m in metrics] for q in qids])
-        avg = np.mean([[[r["per_query"][q][m] for m in metrics] for q in qids] for r in members], axis=0)
+        avg = seed_averaged(members, qids, metrics)
         raw.append(np.atleast_1d(paired_randomization_test(b, avg, permutations=permutations, seed=0)))
     holm = holm_bonferroni(np.concatenate(raw)).reshape(len(groups), len(metrics)) if raw else []
     head = ["setting", "seeds"] + [f"{m} mean ± sd (Δ, k/n†, p̄)" for m in metrics]
@@ -89,7 +104,7 @@ def seed_table(path: Path, metrics: list[str] | None, permutations: int = 10_000
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines.append("| " + " | ".join([base["run"], "-"] + [f"{base['aggregate'][m]:.4f}" for m in metrics]) + " |")
     for gi, (name, members) in enumerate(groups.items()):
-        seeds = ",".join(SEED_SUFFIX.match(r["run"])["seed"] if SEED_SUFFIX.match(r["run"]) else "?" for r in members)
+        seeds = seed_list(members)
         cells = [name, seeds]
         for j, m in enumerate(metrics):
             values = np.array([r["aggregate"][m] for r in members])
@@ -112,22 +127,15 @@ def versus_table(path: Path, metrics: list[str] | None, versus: str, permutation
     runs = obj["runs"]
     metrics = metrics or list(runs[0]["aggregate"])
     qids = list(runs[0]["per_query"])
-    groups: dict[str, list[dict]] = {}
-    for run in runs[1:]:
-        m = SEED_SUFFIX.match(run["run"])
-        groups.setdefault(m["name"] if m else run["run"], []).append(run)
+    groups = seed_groups(runs[1:])
     # runs are named after their files (TEST.from-NAME-sSEED): NAME alone is enough
     found = [name for name in groups if name == versus or name.endswith(f"from-{versus}")]
     if len(found) != 1:
         raise SystemExit(f"--versus {versus}: no single such setting in {path} (settings: {', '.join(groups)})")
     versus = found[0]
-
-    def averaged(members: list[dict]) -> np.ndarray:
-        return np.mean([[[r["per_query"][q][m] for m in metrics] for q in qids] for r in members], axis=0)
-
-    ref = averaged(groups[versus])
+    ref = seed_averaged(groups[versus], qids, metrics)
     others = [(name, members) for name, members in groups.items() if name != versus]
-    raw = [np.atleast_1d(paired_randomization_test(ref, averaged(members), permutations=permutations, seed=0))
+    raw = [np.atleast_1d(paired_randomization_test(ref, seed_averaged(members, qids, metrics), permutations=permutations, seed=0))
            for _, members in others]
     holm = holm_bonferroni(np.concatenate(raw)).reshape(len(others), len(metrics)) if raw else []
     n_ref = len(groups[versus])
@@ -136,7 +144,7 @@ def versus_table(path: Path, metrics: list[str] | None, versus: str, permutation
              f"{len(qids)} queries, Holm over the table", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for gi, (name, members) in enumerate(others):
-        seeds = ",".join(SEED_SUFFIX.match(r["run"])["seed"] if SEED_SUFFIX.match(r["run"]) else "?" for r in members)
+        seeds = seed_list(members)
         cells = [name, seeds]
         for j, m in enumerate(metrics):
             delta = np.mean([r["aggregate"][m] for r in members]) - np.mean([r["aggregate"][m] for r in groups[versus]])
