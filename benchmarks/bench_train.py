@@ -12,7 +12,7 @@ Both train the same model (the bundled all-MiniLM-L6-v2) on the same data in one
   listrank runs `Trainer(TrainConfig(...))` with `--loss` (wasserstein, or infonce).
 * same batch (queries per step), group size, max length (queries and passages), AdamW
   (lr, weight decay 0.01, betas/eps defaults, clipping 1.0, linear warmup then linear decay, the
-  same warmup steps), precision (fp32, or bf16 CPU autocast on both sides), torch threads,
+  same warmup steps), precision (fp32, or bf16 autocast on both sides), device, torch threads,
   DataLoader workers. sentence-transformers uses `optim=--st-optim` (default adamw_torch, the
   same `torch.optim.AdamW` as listrank; transformers' own default is adamw_torch_fused).
 * timing: the first `--warmup-steps` optimizer steps are skipped, the next `--steps` are
@@ -22,17 +22,31 @@ Both train the same model (the bundled all-MiniLM-L6-v2) on the same data in one
 * checks: every batch's texts (a digest of query + sorted passages per row) and the real token
   counts must be equal on both sides and equal to the groups built up front; the transformer's
   forward inputs (shapes, autocast on or off, torch threads) are recorded per step.
+* device: `--device cpu` (default) or `cuda`. On the CPU, listrank runs `TrainConfig(device="cpu")`
+  and sentence-transformers `SentenceTransformer(device="cpu")` with `use_cpu=True`; bf16 is
+  `torch.autocast("cpu", bfloat16)` on both sides. On CUDA, listrank runs `TrainConfig(device="cuda")`
+  (bf16: its `torch.autocast("cuda", bfloat16)` around the forwards; its default length buckets there
+  are 1, i.e. off) and sentence-transformers `SentenceTransformer(device="cuda")` with `use_cpu=False`
+  and `bf16=True` for bf16 (accelerate's `torch.autocast("cuda", bfloat16)` around the forward), never
+  fp16. Weights, loss and AdamW stay fp32 on both sides, TF32 stays off (torch's default). The
+  forward probe records the autocast state of the device's type and the device the transformer's
+  weights are on, and the checks require `cuda` on both sides; the ST trainer's device and mixed
+  precision (`bf16` or `no`, so no ACCELERATE_MIXED_PRECISION=fp16 from the environment) are
+  checked too. Each step-end stamp follows a `torch.cuda.synchronize()` (both sides), and the peak
+  GPU memory of each run (`torch.cuda.max_memory_allocated()`, reset after freeing the previous
+  run) is reported with what was still allocated when it started.
 
 sentence-transformers' trainer needs `accelerate` (in listrank's `dev` extra, which `make setup`
 installs).
 
     OMP_NUM_THREADS=1 LISTRANK_DATA=../shared/data HF_HUB_OFFLINE=1 \\
-        python benchmarks/bench_train.py [--steps 10] [--warmup-steps 2] [--repeats 1] [--precision bf16]
+        python benchmarks/bench_train.py [--steps 10] [--warmup-steps 2] [--repeats 1] [--precision bf16] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import math
@@ -54,10 +68,12 @@ def digest(rows: list[tuple[str, list[str]]]) -> str:
 
 class ForwardProbe:
     """A pre-forward hook on the transformer's input embeddings: one call per transformer forward, with
-    its input shape, autocast state and torch threads. (Not on the transformer itself: ST calls its
-    `.forward` directly, which skips module hooks.)"""
+    its input shape, autocast state (of `device_type`) and torch threads, and on CUDA the device of the
+    embedding weights. (Not on the transformer itself: ST calls its `.forward` directly, which skips
+    module hooks.)"""
 
-    def __init__(self):
+    def __init__(self, device_type: str = "cpu"):
+        self.device_type = device_type
         self.current: list[dict[str, Any]] = []
         self.handle = None
 
@@ -72,9 +88,12 @@ class ForwardProbe:
     def _hook(self, module, args):
         import torch
 
-        self.current.append({"shape": list(args[0].shape),
-                             "autocast": bool(torch.is_autocast_enabled("cpu")),
-                             "threads": torch.get_num_threads()})
+        record = {"shape": list(args[0].shape),
+                  "autocast": bool(torch.is_autocast_enabled(self.device_type)),
+                  "threads": torch.get_num_threads()}
+        if self.device_type != "cpu":
+            record["device"] = module.weight.device.type
+        self.current.append(record)
 
     def flush(self) -> list[dict[str, Any]]:
         out, self.current = self.current, []
@@ -104,7 +123,7 @@ def run_listrank(args, total_steps: int, warmup: int, workdir: Path, tag: str) -
                                         item["q_attention_mask"], [item["p_attention_mask"]])
             return item
 
-    probe = ForwardProbe()
+    probe = ForwardProbe(args.device)
     batches: list[dict] = []
     losses: list[float | None] = []
 
@@ -120,6 +139,7 @@ def run_listrank(args, total_steps: int, warmup: int, workdir: Path, tag: str) -
     forwards: list[list[dict]] = []
 
     def on_step(step: int, record: dict) -> None:
+        sync()
         stamps.append(time.perf_counter())
         forwards.append(probe.flush())
         losses.append(record.get("loss"))
@@ -129,7 +149,7 @@ def run_listrank(args, total_steps: int, warmup: int, workdir: Path, tag: str) -
         loss=args.loss, group_size=args.group_size, batch_size=args.batch_size,
         query_max_length=args.max_length, passage_max_length=args.max_length,
         lr=args.lr, weight_decay=0.01, warmup_steps=warmup, max_grad_norm=1.0, max_steps=total_steps,
-        seed=args.seed, precision=args.precision, num_workers=args.num_workers, device="cpu",
+        seed=args.seed, precision=args.precision, num_workers=args.num_workers, device=args.device,
         save_steps=0, plot=False, progress=False, length_buckets=args.length_buckets,
     )
     t0 = time.perf_counter()
@@ -176,7 +196,7 @@ def run_st(args, dataset, total_steps: int, warmup: int, workdir: Path, tag: str
 
     from listrank.encoder import default_model_path
 
-    probe = ForwardProbe()
+    probe = ForwardProbe(args.device)
     batches: list[dict] = []
     losses: list[float] = []
     stamps: list[float] = []
@@ -184,6 +204,7 @@ def run_st(args, dataset, total_steps: int, warmup: int, workdir: Path, tag: str
 
     class Stamp(TrainerCallback):
         def on_step_end(self, targs, state, control, **kw):
+            sync()
             stamps.append(time.perf_counter())
             forwards.append(probe.flush())
 
@@ -195,12 +216,13 @@ def run_st(args, dataset, total_steps: int, warmup: int, workdir: Path, tag: str
             losses.append(float(loss.detach()))
             return loss
 
-    model = SentenceTransformer(str(default_model_path()), device="cpu")
+    model = SentenceTransformer(str(default_model_path()), device=args.device)
     model.max_seq_length = args.max_length
     targs = SentenceTransformerTrainingArguments(
         output_dir=str(workdir / tag), max_steps=total_steps, per_device_train_batch_size=args.batch_size,
         learning_rate=args.lr, weight_decay=0.01, max_grad_norm=1.0, warmup_steps=warmup,
-        lr_scheduler_type="linear", optim=args.st_optim, bf16=args.precision == "bf16", use_cpu=True,
+        lr_scheduler_type="linear", optim=args.st_optim, bf16=args.precision == "bf16", fp16=False,
+        use_cpu=args.device == "cpu",
         seed=args.seed, dataloader_drop_last=True, dataloader_num_workers=args.num_workers,
         batch_sampler=sequential_batches, eval_strategy="no", save_strategy="no", logging_strategy="no",
         report_to="none", disable_tqdm=True,
@@ -213,9 +235,21 @@ def run_st(args, dataset, total_steps: int, warmup: int, workdir: Path, tag: str
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
-    return {"stamps": stamps, "batches": batches, "forwards": forwards, "losses": losses, "wall_s": wall,
-            "optimizer": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer")
-                              else trainer.optimizer).__name__}
+    out = {"stamps": stamps, "batches": batches, "forwards": forwards, "losses": losses, "wall_s": wall,
+           "optimizer": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer")
+                             else trainer.optimizer).__name__}
+    if args.device != "cpu":
+        out.update(st_device=str(targs.device), st_n_gpu=targs.n_gpu, st_mixed_precision=str(targs.mixed_precision),
+                   st_fp16=bool(targs.fp16), st_model_device=str(next(model.parameters()).device))
+    return out
+
+
+def sync() -> None:
+    """Wait for the GPU's queued work before a time stamp (nothing to wait for while CUDA is not initialised)."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 # --- main ---------------------------------------------------------------------------------------------------
@@ -255,9 +289,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (both)")
     ap.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (both)")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 = CPU autocast (both)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16 = autocast on the device (both)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both sides train")
     ap.add_argument("--length-buckets", type=int, default=None,
-                    help="listrank's length-sorted chunks per forward (default: its own, 4 on CPU; 1 = off)")
+                    help="listrank's length-sorted chunks per forward (default: its own, 4 on CPU, 1 = off on CUDA)")
     ap.add_argument("--st-optim", default="adamw_torch", help="transformers optim name for the ST side")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default="runs/bench/train.json")
@@ -275,6 +311,9 @@ def main() -> None:
 
     import torch
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"{ap.prog}: error: --device cuda, but torch {torch.__version__} sees no CUDA GPU")
+    cuda = args.device == "cuda"
     torch.set_num_threads(args.threads)
     import datasets
     import sentence_transformers
@@ -335,6 +374,10 @@ def main() -> None:
     console.print(f"timed steps: mean tokens per passage {statistics.mean(p_len):.1f} "
                   f"({sum(u > args.max_length for u in untruncated)} of {len(untruncated)} truncated), "
                   f"per query {statistics.mean(q_len):.1f}; load average {load_before[0]:.2f}")
+    gpu = torch.cuda.get_device_name() if cuda else None
+    if cuda:
+        console.print(f"device cuda: {gpu}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+                      f"bf16 supported: {torch.cuda.is_bf16_supported()}, TF32 matmul: {torch.backends.cuda.matmul.allow_tf32}")
 
     results: dict[str, list[dict]] = {"sentence-transformers": [], "listrank": []}
     checks: list[str] = []
@@ -342,10 +385,20 @@ def main() -> None:
         for rep in range(args.repeats):
             for side in results:
                 load = os.getloadavg()[0]
+                if cuda:  # free the previous run's model and optimizer, then measure this run's own peak
+                    gc.collect()
+                    torch.cuda.synchronize()
+                    torch.cuda.empty_cache()
+                    cuda_start = torch.cuda.memory_allocated()
+                    torch.cuda.reset_peak_memory_stats()
                 if side == "listrank":
                     run = run_listrank(args, total_steps, warmup, Path(tmp), f"listrank-{rep}")
                 else:
                     run = run_st(args, st_data, total_steps, warmup, Path(tmp), f"st-{rep}")
+                if cuda:
+                    torch.cuda.synchronize()
+                    run["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                    run["cuda_allocated_at_start_mib"] = round(cuda_start / 2**20, 1)
                 got = [b["digest"] for b in run["batches"]]
                 if got != expected:
                     bad = next((i for i, (x, y) in enumerate(zip(got, expected)) if x != y), min(len(got), len(expected)))
@@ -356,10 +409,18 @@ def main() -> None:
                          p_tokens_per_step=[b["p_tokens"] for b in run["batches"]])
                 if "optimizer" in run:
                     m["optimizer"] = run["optimizer"]
+                for key in ("cuda_peak_mib", "cuda_allocated_at_start_mib", "st_device", "st_n_gpu", "st_mixed_precision",
+                            "st_fp16", "st_model_device"):
+                    if key in run:
+                        m[key] = run[key]
+                if cuda:
+                    m["devices"] = sorted({f.get("device") for fw in run["forwards"] for f in fw}, key=str)
                 results[side].append(m)
                 console.print(f"[{rep}] {side:22s} {m['queries_per_s']:7.3f} queries/s ({m['s_per_step']:.2f} s/step, "
                               f"{m['forward_calls_per_step']:.0f} forwards/step, {m['padded_tokens_per_step']:.0f} "
-                              f"padded tokens/step, autocast {m['autocast']}), first batch {m['first_batch_digest']}")
+                              f"padded tokens/step, autocast {m['autocast']}), first batch {m['first_batch_digest']}"
+                              + (f", peak GPU {m['cuda_peak_mib']:.0f} MiB (at start {m['cuda_allocated_at_start_mib']:.0f}), "
+                                 f"devices {m['devices']}" if cuda else ""))
     load_after = os.getloadavg()
 
     st_runs, lr_runs = results["sentence-transformers"], results["listrank"]
@@ -373,13 +434,22 @@ def main() -> None:
                 checks.append(f"{side} repeat {r['repeat']}: autocast {r['autocast']}, expected {want}")
             if r["torch_threads"] != [args.threads]:
                 checks.append(f"{side} repeat {r['repeat']}: torch threads {r['torch_threads']} during training")
+            if cuda and r["devices"] != ["cuda"]:
+                checks.append(f"{side} repeat {r['repeat']}: transformer weights on {r['devices']}, expected ['cuda']")
+            if cuda and side == "sentence-transformers":
+                want_mp = "bf16" if args.precision == "bf16" else "no"
+                if (not r["st_device"].startswith("cuda") or r["st_n_gpu"] != 1 or r["st_fp16"]
+                        or r["st_mixed_precision"] != want_mp or not r["st_model_device"].startswith("cuda")):
+                    checks.append(f"{side} repeat {r['repeat']}: trainer device {r['st_device']} (n_gpu {r['st_n_gpu']}), "
+                                  f"model on {r['st_model_device']}, mixed precision {r['st_mixed_precision']}, "
+                                  f"fp16 {r['st_fp16']}; expected cuda, 1 GPU, {want_mp}, no fp16")
 
     median = {side: statistics.median(r["queries_per_s"] for r in runs) for side, runs in results.items()}
     ratio = median["listrank"] / median["sentence-transformers"]
     table = Table(title=f"training throughput, {args.steps} timed steps x {args.repeats} repeat(s)", title_justify="left")
     for col, justify in [("trainer", "left"), ("queries/s (median)", "right"), ("runs: queries/s", "right"),
                          ("s/step", "right"), ("forwards/step", "right"), ("padded tokens/step", "right"),
-                         ("ratio vs ST", "right")]:
+                         ("ratio vs ST", "right")] + ([("peak GPU MiB", "right")] if cuda else []):
         table.add_column(col, justify=justify)
     labels = {"sentence-transformers": f"sentence-transformers {sentence_transformers.__version__} (MNRL)",
               "listrank": f"listrank ({args.loss})"}
@@ -388,10 +458,12 @@ def main() -> None:
                       f"{statistics.median(r['s_per_step'] for r in runs):.2f}",
                       f"{runs[0]['forward_calls_per_step']:.0f}",
                       f"{statistics.median(r['padded_tokens_per_step'] for r in runs):.0f}",
-                      f"{median[side] / median['sentence-transformers']:.2f}x")
+                      f"{median[side] / median['sentence-transformers']:.2f}x",
+                      *([f"{max(r['cuda_peak_mib'] for r in runs):.0f}"] if cuda else []))
     console.print(table)
     console.print(f"listrank / sentence-transformers = [bold]{ratio:.2f}x[/] (goal >= 1.2x); "
-                  f"load average {load_before[0]:.2f} -> {load_after[0]:.2f} on {os.cpu_count()} CPUs")
+                  f"load average {load_before[0]:.2f} -> {load_after[0]:.2f} on {os.cpu_count()} CPUs"
+                  + (f"; {gpu}" if cuda else ""))
     if checks:
         for c in checks:
             console.print(f"[red]check failed:[/] {c}")
@@ -417,7 +489,8 @@ def main() -> None:
                     "load_avg_before": load_before, "load_avg_after": load_after, "python": sys.version.split()[0],
                     "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                                  "sentence_transformers": sentence_transformers.__version__,
-                                 "datasets": datasets.__version__}},
+                                 "datasets": datasets.__version__},
+                    **({"gpu": gpu, "cuda": torch.version.cuda} if cuda else {})},
         "median_queries_per_s": median,
         "ratio_listrank_over_st": ratio,
         "checks_failed": checks,

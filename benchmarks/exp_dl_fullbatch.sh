@@ -15,7 +15,8 @@
 # "ws-tl0.25=wasserstein,label_temperature=0.25"), STEPS, LR, GROUP, PRECISION, THREADS,
 # GRAD_CACHE (--grad-cache-chunk; 0 = one direct step, the same gradients), SCORING ("cos":
 # --normalize --temperature 0.05, as all-MiniLM-L6-v2 was trained; "dot": --no-normalize,
-# temperature 1, the SyCL preset), EVAL_PRECISION (encoding of the test corpus, base and trained alike).
+# temperature 1, the SyCL preset), EVAL_PRECISION (encoding of the test corpus, base and trained alike), TABLES (0: skip the base and
+# the tables, for copies run side by side).
 set -euo pipefail
 source "$(dirname "$0")/settings.sh"
 
@@ -33,6 +34,7 @@ EVAL_PRECISION=${EVAL_PRECISION:-bf16}  # base and trained runs encoded alike; b
 GRAD_CACHE=${GRAD_CACHE:-0}
 SCORING=${SCORING:-cos}
 TAG=${TAG:-}  # added to the run names of a variant, e.g. TAG=-20st with STEPS=20
+TABLES=${TABLES:-1}  # 0: train and evaluate only (copies running side by side leave the tables to a last pass)
 export OMP_NUM_THREADS=${THREADS:-1}
 METRICS=ndcg@10,mrr@10,map@100,recall@100
 case "$SCORING" in
@@ -64,6 +66,8 @@ for seed in $SEEDS; do
     done
   done
 done
+
+[ "$TABLES" = 1 ] || exit 0
 
 # The untrained base on each test set, in this scoring.
 for dir in $DIRECTIONS; do

@@ -3,7 +3,9 @@ direct step, for every registered loss, with length buckets, under bf16 autocast
 (the RNG is replayed), in the trainer, and on 2 gloo processes under DDP (with gradient
 accumulation), where the gathered embeddings feed the loss.
 
-Kept cheap: the bundled MiniLM at max length 24, 4 queries x 3 passages.
+Kept cheap: the bundled MiniLM at max length 24, 4 queries x 3 passages. LISTRANK_TEST_DEVICE=cuda
+runs the single-process tests on a GPU (the CUDA RNG replay, CUDA autocast); the DDP test's
+workers stay on gloo and the CPU, and its reference is computed on that device.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ TOPICS = ["solar panels", "bread baking", "tax returns", "tide pools", "chess op
           "volcano eruptions", "bicycle repair"]
 B, G = 4, 3
 TOL = 1e-5
+DEVICE = os.environ.get("LISTRANK_TEST_DEVICE", "cpu")
 
 
 class _World1:
@@ -59,13 +62,13 @@ def _shard(item: dict, rank: int, world: int) -> dict:
 
 
 def _grads(encoder) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel())
-                      for p in encoder.parameters() if p.requires_grad])
+    return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel(), device=p.device)
+                      for p in encoder.parameters() if p.requires_grad]).cpu()
 
 
 def _step(model, item, loss_fn, chunk, *, bf16=False, d=None, scale=1.0) -> float:
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
-    return micro_step(model, item, loss_fn, device=torch.device("cpu"), autocast=autocast, d=d or _World1(),
+    autocast = lambda: torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    return micro_step(model, item, loss_fn, device=torch.device(DEVICE), autocast=autocast, d=d or _World1(),
                       temperature=1.0, scale=scale, chunk=chunk)
 
 
@@ -80,7 +83,7 @@ def _compare(a: tuple[float, torch.Tensor], b: tuple[float, torch.Tensor]) -> di
 def encoder():
     from listrank.encoder import Encoder
 
-    enc = Encoder(max_length=24, precision="fp32", normalize=False, device="cpu")
+    enc = Encoder(max_length=24, precision="fp32", normalize=False, device=DEVICE)
     enc.transformer.pooler.requires_grad_(False)  # as the trainer does
     return enc
 
@@ -113,12 +116,13 @@ def _chunked_reference(encoder, item, name, chunk, bf16=False) -> tuple[float, t
     model = BiEncoder(encoder, 1)
     qs, ps = [], []
     for part in split_chunks(item, chunk):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        part = {k: v.to(DEVICE) for k, v in part.items()}
+        with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bf16):
             q, p = model(**part)
         qs.append(q.float())
         ps.append(p.float())
     q_all, p_all = gather_with_grad(torch.cat(qs), _World1()), gather_with_grad(torch.cat(ps), _World1())
-    loss = losses.get(name)(q_all @ p_all.T, item["labels"], 1.0)
+    loss = losses.get(name)(q_all @ p_all.T, item["labels"].to(DEVICE), 1.0)
     loss.backward()
     return float(loss.detach()), _grads(encoder)
 
@@ -172,7 +176,7 @@ def test_trainer_with_grad_cache_matches_without(tmp_path):
     from listrank.encoder import Encoder
     from listrank.train import SourceConfig, build_config, train
 
-    enc = Encoder(None, normalize=False, device="cpu", precision="fp32")
+    enc = Encoder(None, normalize=False, device=DEVICE, precision="fp32")
     enc.transformer.config.hidden_dropout_prob = 0.0
     enc.transformer.config.attention_probs_dropout_prob = 0.0
     enc.save(tmp_path / "base")
@@ -188,7 +192,7 @@ def test_trainer_with_grad_cache_matches_without(tmp_path):
             output=str(tmp_path / f"m{chunk}"), sources=[SourceConfig(str(tmp_path / "synth.jsonl"))],
             model=str(tmp_path / "base"), batch_size=4, group_size=4, query_max_length=16,
             passage_max_length=16, max_steps=2, lr=1e-4, warmup_steps=0, save_steps=0, num_workers=0,
-            progress=False, plot=False, seed=3, precision="fp32", device="cpu", adam_eps=1e-6,
+            progress=False, plot=False, seed=3, precision="fp32", device=DEVICE, adam_eps=1e-6,
             grad_cache_chunk=chunk)))
     for a, b in zip(results[0].log, results[1].log, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
