@@ -208,6 +208,28 @@ def test_no_step_beats_the_start_so_the_start_model_is_kept(tmp_path, monkeypatc
     assert "no training step beat the start model" in " ".join(capsys.readouterr().err.split())
 
 
+def test_final_model_last_keeps_the_last_step_and_says_it_was_not_the_best(tmp_path, monkeypatch, scifact_dev, capsys):
+    """--final-model last: the same weights as the run without validation (the last step's), the
+    best step still recorded, a warning that the last step scored below it."""
+    from listrank.errors import ListrankError
+    from listrank.train import train
+
+    synth = _write_synth(tmp_path / "s.jsonl")
+    train(_config(tmp_path / "plain", synth, max_steps=4))
+    _scripted(monkeypatch, [0.30, 0.50, 0.40])
+    result = train(_config(tmp_path / "m", synth, eval_dataset=str(scifact_dev), eval_steps=2, max_steps=4,
+                           final_model="last"))
+    v = result.validation
+    assert v["best"] == {"step": 2, "score": 0.50} and v["final_model"] == "last step (--final-model last)"
+    assert [h["score"] for h in v["history"]] == [0.30, 0.50, 0.40]
+    assert _same_weights(tmp_path / "m", tmp_path / "plain")
+    assert not (tmp_path / "m" / "best").exists()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the final model is the last step (--final-model last)" in err and "below the best 0.5000 at step 2" in err
+    with pytest.raises(ListrankError, match="--final-model must be one of best, last"):
+        _config(tmp_path / "x", synth, final_model="worst")
+
+
 def test_real_ndcg_on_scifact_matches_listrank_eval(tmp_path, scifact_dev):
     """Real scores: the step-0 baseline is the base model's nDCG@10 as index/search/evaluate give it,
     and the final model is the best-scoring step of the recorded curve."""

@@ -28,6 +28,7 @@ from listrank.options import option  # a TrainConfig field that is also a `listr
 
 PAD_MODES = ("repeat", "skip")
 PRECISIONS = ("auto", "bf16", "fp32")
+FINAL_MODELS = ("best", "last")  # --final-model: which model a validated run hands back
 MINERS = ("dense", "bm25")
 
 
@@ -230,6 +231,8 @@ class TrainConfig:
     eval_holdout: float = option(0.0, "Validate on this share of the training queries instead (held out of training).")
     eval_steps: int = option(0, "Validate every N steps (also before step 0 and after the last); 0 = start and end only.")
     eval_force: bool = option(False, "Allow validating on a split named test.")
+    final_model: str = option("best", "With validation: best (the best validated step; the start model if no "
+                                      "step beat it) or last (the last step; validation is only reported).")
     eval_batch_size: int = option(64, "Texts per encoding batch during validation.")
     preset: str | None = None
 
@@ -268,6 +271,8 @@ class TrainConfig:
              "give either --eval-dataset or --eval-holdout, not both"),
             (self.eval_steps >= 0 and self.eval_batch_size >= 1, "--eval-steps must be >= 0"),
             (self.eval_split is None or bool(self.eval_dataset), "--eval-split needs --eval-dataset"),
+            (self.final_model in FINAL_MODELS, f"--final-model must be one of {', '.join(FINAL_MODELS)}, "
+                                               f"got {self.final_model!r}"),
             (self.eval_split != "test" or self.eval_force,
              "refusing to validate on the test split (choosing a checkpoint on it leaks the test set into "
              "the model): use a dev split or --eval-holdout, or pass --eval-force"),

@@ -380,7 +380,7 @@ class Trainer:
             if validating:
                 validation_meta = self._validation_meta(validation, evals, step)
                 meta["validation"] = validation_meta
-                if self.best["step"] != step:
+                if self.best["step"] != step and cfg.final_model == "best":
                     self._load_best(encoder)
                 self._report_validation(validation_meta)
             self._check_model(encoder, "the final model")
@@ -480,9 +480,10 @@ class Trainer:
                 self.best["baseline"] = score
             improved = self.best["score"] is None or score > self.best["score"]
             if improved:
-                with atomic_dir(self.output / BEST_DIR) as tmp:
-                    encoder.save(tmp)
-                    (tmp / "best.json").write_text(json.dumps({"step": step, "score": score}))
+                if cfg.final_model == "best":  # --final-model last never loads it
+                    with atomic_dir(self.output / BEST_DIR) as tmp:
+                        encoder.save(tmp)
+                        (tmp / "best.json").write_text(json.dumps({"step": step, "score": score}))
                 self.best.update(step=step, score=score)
             record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "eval": METRIC, "score": score,
                       "best": improved, "eval_seconds": round(time.perf_counter() - t0, 3)}
@@ -504,6 +505,8 @@ class Trainer:
         best_step = self.best["step"]
         if best_step == last_step:
             final = "last step"
+        elif self.config.final_model == "last":
+            final = "last step (--final-model last)"
         elif best_step == 0:
             final = "start model (no step beat step 0)"
         else:
@@ -515,7 +518,11 @@ class Trainer:
 
     def _report_validation(self, v: dict[str, Any]) -> None:
         base, best = v["baseline"]["score"], v["best"]
-        if best["step"] == 0 and v["history"] and v["history"][-1]["step"] > 0:
+        last = v["history"][-1] if v["history"] else None
+        if self.config.final_model == "last" and last is not None and best["step"] != last["step"]:
+            self.warn(f"the final model is the last step (--final-model last): validation {METRIC} {last['score']:.4f}, "
+                      f"below the best {best['score']:.4f} at step {best['step']} (start {base:.4f})")
+        elif best["step"] == 0 and v["history"] and v["history"][-1]["step"] > 0:
             self.warn(f"no training step beat the start model on {v['set']['name']} ({METRIC} {base:.4f} at step 0): "
                       "the final model is the start model")
         else:
