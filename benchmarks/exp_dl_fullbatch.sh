@@ -13,7 +13,8 @@
 # Knobs (environment): TAG (suffix of the setting names, for a variant of STEPS/LR/GROUP), DIRECTIONS ("dl19:dl20" = train DL19, test DL20; add "dl20:dl19"), SEEDS,
 # SETTINGS (space-separated NAME=LOSS[,KEY=VALUE...] where KEY=VALUE are loss options, e.g.
 # "ws-tl0.25=wasserstein,label_temperature=0.25"), STEPS, LR, GROUP, PRECISION, THREADS,
-# GRAD_CACHE (--grad-cache-chunk; 0 = one direct step, the same gradients), SCORING ("cos":
+# GRAD_CACHE (--grad-cache-chunk; 0 = one direct step, the same gradients; DL20's 54 x 4 passages in
+# one graph take ~8 GB, so two DL20 copies side by side on a 23 GB machine need e.g. 16), SCORING ("cos":
 # --normalize --temperature 0.05, as all-MiniLM-L6-v2 was trained; "dot": --no-normalize,
 # temperature 1, the SyCL preset), EVAL_PRECISION (encoding of the test corpus, base and trained alike), TABLES (0: skip the base and
 # the tables, for copies run side by side).
