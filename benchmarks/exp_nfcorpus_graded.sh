@@ -20,7 +20,8 @@
 # Knobs (environment): SEEDS, SETTINGS (NAME=LOSS[,KEY=VALUE...]), BATCH, GROUP, TAKE_2, TAKE_1,
 # MINE_COUNT, GRAD_CACHE, PASSAGE_LEN, EPOCHS, LR, HOLDOUT, EVAL_STEPS, PRECISION, EVAL_PRECISION, THREADS, TESTS, TAG,
 # TRAIN_FLAGS (more `listrank train` flags, e.g. "--save-steps 4 --keep-checkpoints" to keep step
-# 4's model beside the validated one; the last step is never checkpointed).
+# 4's model beside the validated one, "--final-model last" to test the last step while validation
+# still records which step it would have kept; docs/experiments.md section e uses both with TAG=-last).
 set -euo pipefail
 source "$(dirname "$0")/settings.sh"
 
