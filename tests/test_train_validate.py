@@ -230,6 +230,34 @@ def test_final_model_last_keeps_the_last_step_and_says_it_was_not_the_best(tmp_p
         _config(tmp_path / "x", synth, final_model="worst")
 
 
+def test_min_gain_keeps_the_start_model_unless_a_step_wins_by_the_margin(tmp_path, monkeypatch, scifact_dev, capsys):
+    """--eval-min-gain: held-out gains below the margin are treated as noise (the start model is
+    kept and the run says by how much it had to win); a step that wins by it is kept as usual."""
+    from listrank.encoder import default_model_path
+    from listrank.errors import ListrankError
+    from listrank.train import train
+
+    synth = _write_synth(tmp_path / "s.jsonl")
+    _scripted(monkeypatch, [0.50, 0.503, 0.504])  # both steps better, neither by 0.005
+    out = tmp_path / "small"
+    result = train(_config(out, synth, eval_dataset=str(scifact_dev), eval_steps=2, max_steps=4, eval_min_gain=0.005))
+    v = result.validation
+    assert v["best"] == {"step": 0, "score": 0.50} and v["min_gain"] == 0.005
+    assert v["final_model"] == "start model (no step beat step 0 by 0.005)"
+    assert _same_weights(out, default_model_path())
+    assert "no training step beat the start model by 0.005" in " ".join(capsys.readouterr().err.split())
+
+    _scripted(monkeypatch, [0.50, 0.51, 0.505])  # step 2 wins by 0.01; step 4 is above the margin but below step 2
+    out = tmp_path / "wins"
+    result = train(_config(out, synth, eval_dataset=str(scifact_dev), eval_steps=2, max_steps=4, eval_min_gain=0.005,
+                           save_steps=2, keep_checkpoints=True))
+    assert result.validation["best"] == {"step": 2, "score": 0.51} and result.validation["final_model"] == "best step 2"
+    assert _same_weights(out, out / "checkpoints" / "step-2") and not _same_weights(out, default_model_path())
+    for bad in (-0.01, 1.0, float("nan")):
+        with pytest.raises(ListrankError, match="--eval-min-gain must be (in|a finite)"):
+            _config(tmp_path / "x", synth, eval_min_gain=bad)
+
+
 def test_real_ndcg_on_scifact_matches_listrank_eval(tmp_path, scifact_dev):
     """Real scores: the step-0 baseline is the base model's nDCG@10 as index/search/evaluate give it,
     and the final model is the best-scoring step of the recorded curve."""

@@ -478,7 +478,9 @@ class Trainer:
             score = validation.score(encoder, cfg.eval_batch_size, work_dir=self.output)
             if step == 0:
                 self.best["baseline"] = score
-            improved = self.best["score"] is None or score > self.best["score"]
+            # a trained step must beat the best so far, and the start model by --eval-min-gain
+            improved = self.best["score"] is None or (
+                score > self.best["score"] and score >= self.best["baseline"] + cfg.eval_min_gain)
             if improved:
                 if cfg.final_model == "best":  # --final-model last never loads it
                     with atomic_dir(self.output / BEST_DIR) as tmp:
@@ -508,12 +510,14 @@ class Trainer:
         elif self.config.final_model == "last":
             final = "last step (--final-model last)"
         elif best_step == 0:
-            final = "start model (no step beat step 0)"
+            margin = self.config.eval_min_gain
+            final = f"start model (no step beat step 0{f' by {margin:g}' if margin else ''})"
         else:
             final = f"best step {best_step}"
         return {"set": validation.describe(), "metric": METRIC, "eval_steps": self.config.eval_steps,
                 "baseline": {"step": 0, "score": self.best["baseline"]},
-                "best": {"step": best_step, "score": self.best["score"]}, "final_model": final,
+                "best": {"step": best_step, "score": self.best["score"]}, "min_gain": self.config.eval_min_gain,
+                "final_model": final,
                 "history": [{"step": r["step"], "score": r["score"]} for r in evals]}
 
     def _report_validation(self, v: dict[str, Any]) -> None:
@@ -523,8 +527,9 @@ class Trainer:
             self.warn(f"the final model is the last step (--final-model last): validation {METRIC} {last['score']:.4f}, "
                       f"below the best {best['score']:.4f} at step {best['step']} (start {base:.4f})")
         elif best["step"] == 0 and v["history"] and v["history"][-1]["step"] > 0:
-            self.warn(f"no training step beat the start model on {v['set']['name']} ({METRIC} {base:.4f} at step 0): "
-                      "the final model is the start model")
+            margin = f" by {v['min_gain']:g}" if v.get("min_gain") else ""
+            self.warn(f"no training step beat the start model{margin} on {v['set']['name']} ({METRIC} {base:.4f} at "
+                      "step 0): the final model is the start model")
         else:
             self.info(f"validation {METRIC}: {best['score']:.4f} at step {best['step']} (start {base:.4f}); "
                       f"the final model is the {v['final_model']}")
