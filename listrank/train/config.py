@@ -275,7 +275,7 @@ class TrainConfig:
              "give either --eval-dataset or --eval-holdout, not both"),
             (self.eval_steps >= 0 and self.eval_batch_size >= 1, "--eval-steps must be >= 0"),
             (self.eval_split is None or bool(self.eval_dataset), "--eval-split needs --eval-dataset"),
-            (math.isfinite(self.eval_min_gain) and 0 <= self.eval_min_gain < 1,
+            (0 <= self.eval_min_gain < 1,  # non-finite values are refused above, for every float option
              f"--eval-min-gain must be in [0, 1), got {self.eval_min_gain}"),
             (self.final_model in FINAL_MODELS, f"--final-model must be one of {', '.join(FINAL_MODELS)}, "
                                                f"got {self.final_model!r}"),

@@ -527,7 +527,7 @@ class Trainer:
             self.warn(f"the final model is the last step (--final-model last): validation {METRIC} {last['score']:.4f}, "
                       f"below the best {best['score']:.4f} at step {best['step']} (start {base:.4f})")
         elif best["step"] == 0 and v["history"] and v["history"][-1]["step"] > 0:
-            margin = f" by {v['min_gain']:g}" if v.get("min_gain") else ""
+            margin = f" by {v['min_gain']:g}" if v["min_gain"] else ""
             self.warn(f"no training step beat the start model{margin} on {v['set']['name']} ({METRIC} {base:.4f} at "
                       "step 0): the final model is the start model")
         else:
